@@ -1,0 +1,26 @@
+"""Algorithm registry.
+
+Every algorithm is a module with the same small protocol (see ../shared/DESIGN.md):
+
+    Config                                   frozen dataclass; every field documented. Fields
+                                             the training loop reads: batch_size,
+                                             normalize_obs, reward_scaling.
+    State                                    flax.struct pytree: params, optimizer states,
+                                             targets, transforms, step counter
+    init(cfg, spec, key) -> State
+    update(cfg, state, batch, key) -> (State, metrics)    pure; jit- and scan-able
+    act(cfg, state, obs, key, deterministic=True) -> env actions   pure; batched
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+NAMES = ("bc", "td3_bc", "iql", "cql")
+
+
+def get(name: str) -> ModuleType:
+    if name not in NAMES:
+        raise KeyError(f"unknown algorithm {name!r}; choose one of: {', '.join(NAMES)}")
+    return importlib.import_module(f"offrl.algos.{name}")

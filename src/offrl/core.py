@@ -1,0 +1,137 @@
+"""Pieces every algorithm shares: the batch, sampling on device, optimizer steps, targets.
+
+Everything here is pure and jit-able; nothing keeps state outside the pytrees it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training.train_state import TrainState
+
+from offrl.data.dataset import Dataset
+from offrl.data.transforms import Transforms
+
+Metrics = dict[str, jnp.ndarray]
+
+
+@flax.struct.dataclass
+class Batch:
+    """Transitions as the networks see them: obs normalized, actions in [-1, 1]."""
+
+    obs: jnp.ndarray  # (B, obs_dim)
+    act: jnp.ndarray  # (B, act_dim)
+    rew: jnp.ndarray  # (B,)
+    next_obs: jnp.ndarray  # (B, obs_dim)
+    done: jnp.ndarray  # (B,) 1.0 where the transition ended in a terminal (no bootstrap)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What `init` needs to know about the data: sizes and the fitted transforms."""
+
+    obs_dim: int
+    act_dim: int
+    transforms: Transforms
+
+
+def to_device(dataset: Dataset, tf: Transforms) -> Batch:
+    """The whole dataset, transformed once, as device arrays (a Batch of length N)."""
+    return Batch(
+        obs=tf.obs(jnp.asarray(dataset.observations, jnp.float32)),
+        act=jnp.clip(tf.action_to_unit(jnp.asarray(dataset.actions, jnp.float32)), -1.0, 1.0),
+        rew=tf.reward(jnp.asarray(dataset.rewards, jnp.float32)),
+        next_obs=tf.obs(jnp.asarray(dataset.next_observations, jnp.float32)),
+        # Timeouts are not terminals: the target still bootstraps through them.
+        done=jnp.asarray(dataset.terminals, jnp.float32),
+    )
+
+
+def sample(data: Batch, key: jax.Array, batch_size: int) -> Batch:
+    """Uniform minibatch with replacement, inside the compiled step."""
+    n = data.rew.shape[0]
+    idx = jax.random.randint(key, (batch_size,), 0, n)
+    return jax.tree_util.tree_map(lambda x: x[idx], data)
+
+
+def make_model(module, key: jax.Array, sample_inputs: tuple, tx: optax.GradientTransformation):
+    """A flax TrainState (params + optimizer state) for `module`."""
+    params = module.init(key, *sample_inputs)
+    return TrainState.create(apply_fn=module.apply, params=params, tx=tx)
+
+
+def gradient_step(
+    model: TrainState, loss_fn: Callable[..., tuple[jnp.ndarray, Metrics]], *args: Any
+) -> tuple[TrainState, Metrics]:
+    """One optimizer step on `loss_fn(params, *args) -> (loss, metrics)`."""
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(model.params, *args)
+    return model.apply_gradients(grads=grads), metrics
+
+
+def polyak(target: Any, online: Any, tau: float) -> Any:
+    """target <- tau * online + (1 - tau) * target."""
+    return optax.incremental_update(online, target, tau)
+
+
+def td_target(batch: Batch, next_value: jnp.ndarray, discount: float) -> jnp.ndarray:
+    """r + gamma * (1 - terminal) * V(s'); timeouts bootstrap because done holds terminals only."""
+    return batch.rew + discount * (1.0 - batch.done) * next_value
+
+
+def spec_from_dataset(dataset: Dataset, tf: Transforms) -> Spec:
+    return Spec(obs_dim=dataset.obs_dim, act_dim=dataset.act_dim, transforms=tf)
+
+
+def fake_batch(spec_or_dims, batch_size: int = 1) -> Batch:
+    """Zeros of the right shapes, for `init`."""
+    obs_dim, act_dim = spec_or_dims.obs_dim, spec_or_dims.act_dim
+    z = np.zeros
+    return Batch(
+        z((batch_size, obs_dim), np.float32),
+        z((batch_size, act_dim), np.float32),
+        z((batch_size,), np.float32),
+        z((batch_size, obs_dim), np.float32),
+        z((batch_size,), np.float32),
+    )
+
+
+def make_update_chunk(algo, cfg, num_steps: int):
+    """Compile `num_steps` updates into one call: sampling and updates fused by lax.scan.
+
+    The key of step t is fold_in(base_key, t), so a run's randomness does not depend on how
+    it is cut into chunks, and a resumed run replays exactly the steps it would have made.
+    Returns chunk(state, data, base_key) -> (state, metrics averaged over the chunk, NaNs
+    — steps where a part did not update — excluded).
+    """
+
+    def body(carry, _):
+        state, data, base_key = carry
+        key = jax.random.fold_in(base_key, state.step)
+        k_sample, k_update = jax.random.split(key)
+        batch = sample(data, k_sample, cfg.batch_size)
+        state, metrics = algo.update(cfg, state, batch, k_update)
+        return (state, data, base_key), metrics
+
+    @jax.jit
+    def chunk(state, data: Batch, base_key: jax.Array):
+        (state, _, _), metrics = jax.lax.scan(body, (state, data, base_key), None, num_steps)
+        return state, jax.tree_util.tree_map(jnp.nanmean, metrics)
+
+    return chunk
+
+
+def all_finite(tree: Any) -> jnp.ndarray:
+    """True when every floating leaf of `tree` is finite (the divergence guard's test)."""
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree_util.tree_leaves(tree)
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)

@@ -1,0 +1,116 @@
+"""The in-memory dataset: columnar numpy arrays of transitions plus episode bounds.
+
+A transition i is (observations[i], actions[i], rewards[i], next_observations[i],
+terminals[i], timeouts[i]). An episode ends at every i where terminals[i] or timeouts[i]
+is set, and at the last transition. Terminals stop bootstrapping; timeouts do not
+(the value of next_observations[i] is still used as the target's bootstrap state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+COLUMNS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    observations: np.ndarray  # (N, obs_dim) float32
+    actions: np.ndarray  # (N, act_dim) float32
+    rewards: np.ndarray  # (N,) float32
+    next_observations: np.ndarray  # (N, obs_dim) float32
+    terminals: np.ndarray  # (N,) bool: the episode ended in a terminal state (no bootstrap)
+    timeouts: np.ndarray  # (N,) bool: the episode was cut by a time limit (bootstrap)
+    name: str = ""
+    env_id: str | None = None  # gymnasium id to evaluate in, when the source names one
+    # Action-space bounds of the environment; None means "use the data's min/max".
+    action_low: np.ndarray | None = None
+    action_high: np.ndarray | None = None
+    # Reference returns for the normalized score (random, expert), when the source has them.
+    ref_min_score: float | None = None
+    ref_max_score: float | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.rewards.shape[0])
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.observations.shape[1])
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.actions.shape[1])
+
+    @property
+    def episode_ends(self) -> np.ndarray:
+        """Indices (inclusive) of the last transition of each episode."""
+        ends = np.flatnonzero(self.terminals | self.timeouts)
+        if len(self) and (ends.size == 0 or ends[-1] != len(self) - 1):
+            ends = np.append(ends, len(self) - 1)
+        return ends
+
+    @property
+    def episode_starts(self) -> np.ndarray:
+        return np.concatenate([[0], self.episode_ends[:-1] + 1]).astype(np.int64)
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode_ends.size)
+
+    def episode_lengths(self) -> np.ndarray:
+        return self.episode_ends - self.episode_starts + 1
+
+    def episode_returns(self) -> np.ndarray:
+        sums = np.add.reduceat(self.rewards.astype(np.float64), self.episode_starts)
+        return sums if len(self) else np.zeros(0)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Action bounds: the environment's when known, else the data's range."""
+        low = self.action_low if self.action_low is not None else self.actions.min(axis=0)
+        high = self.action_high if self.action_high is not None else self.actions.max(axis=0)
+        return np.asarray(low, np.float32), np.asarray(high, np.float32)
+
+    def replace(self, **changes) -> Dataset:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def concatenate(cls, parts: list[Dataset], **fields) -> Dataset:
+        """Join datasets episode-wise; the first part supplies env and bounds by default."""
+        first = parts[0]
+        cols = {c: np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS}
+        keep = dict(
+            env_id=first.env_id, action_low=first.action_low, action_high=first.action_high
+        )
+        return cls(**cols, **(keep | fields))
+
+    def info(self) -> dict:
+        """Summary statistics for `offrl data info`."""
+        returns, lengths = self.episode_returns(), self.episode_lengths()
+        low, high = self.bounds()
+        return {
+            "name": self.name,
+            "env_id": self.env_id,
+            "transitions": len(self),
+            "episodes": self.num_episodes,
+            "terminals": int(self.terminals.sum()),
+            "timeouts": int(self.timeouts.sum()),
+            "return_mean": float(returns.mean()),
+            "return_std": float(returns.std()),
+            "return_min": float(returns.min()),
+            "return_max": float(returns.max()),
+            "episode_length_mean": float(lengths.mean()),
+            "episode_length_min": int(lengths.min()),
+            "episode_length_max": int(lengths.max()),
+            "obs_shape": list(self.observations.shape[1:]),
+            "action_shape": list(self.actions.shape[1:]),
+            "obs_min": self.observations.min(axis=0).round(4).tolist(),
+            "obs_max": self.observations.max(axis=0).round(4).tolist(),
+            "action_low": low.round(4).tolist(),
+            "action_high": high.round(4).tolist(),
+            "ref_min_score": self.ref_min_score,
+            "ref_max_score": self.ref_max_score,
+        }

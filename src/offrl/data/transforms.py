@@ -1,0 +1,64 @@
+"""Transforms between the dataset/environment and what the networks see.
+
+Observations are standardized with the dataset's mean and std (when the algorithm asks),
+actions are mapped from the environment's bounds to [-1, 1], and rewards may be scaled.
+The transforms are part of every algorithm's saved state, so a loaded checkpoint acts
+exactly as it did in training.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax.numpy as jnp
+import numpy as np
+
+from offrl.data.dataset import Dataset
+
+
+@flax.struct.dataclass
+class Transforms:
+    obs_mean: jnp.ndarray  # (obs_dim,)
+    obs_std: jnp.ndarray  # (obs_dim,)
+    act_low: jnp.ndarray  # (act_dim,) environment bounds
+    act_high: jnp.ndarray  # (act_dim,)
+    reward_scale: jnp.ndarray  # ()
+    reward_shift: jnp.ndarray  # ()
+
+    def obs(self, obs: jnp.ndarray) -> jnp.ndarray:
+        return (obs - self.obs_mean) / self.obs_std
+
+    def action_to_unit(self, act: jnp.ndarray) -> jnp.ndarray:
+        """Environment action -> [-1, 1]."""
+        return 2.0 * (act - self.act_low) / (self.act_high - self.act_low) - 1.0
+
+    def action_to_env(self, unit: jnp.ndarray) -> jnp.ndarray:
+        """[-1, 1] -> environment action."""
+        return self.act_low + (unit + 1.0) * 0.5 * (self.act_high - self.act_low)
+
+    def reward(self, rew: jnp.ndarray) -> jnp.ndarray:
+        return rew * self.reward_scale + self.reward_shift
+
+
+def make_transforms(
+    dataset: Dataset, normalize_obs: bool, reward_scaling: str = "none", eps: float = 1e-3
+) -> Transforms:
+    """Build the transforms from dataset statistics.
+
+    reward_scaling: "none"; or "return_range", IQL's locomotion recipe
+    r * 1000 / (max episode return - min episode return).
+    """
+    obs = dataset.observations.astype(np.float64)
+    if normalize_obs:
+        mean, std = obs.mean(axis=0), obs.std(axis=0) + eps
+    else:
+        mean, std = np.zeros(dataset.obs_dim), np.ones(dataset.obs_dim)
+    scale = 1.0
+    if reward_scaling == "return_range":
+        returns = dataset.episode_returns()
+        spread = float(returns.max() - returns.min())
+        scale = 1000.0 / spread if spread > 0 else 1.0
+    elif reward_scaling != "none":
+        raise ValueError(f"reward_scaling must be 'none' or 'return_range', got {reward_scaling!r}")
+    low, high = dataset.bounds()
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    return Transforms(f32(mean), f32(std), f32(low), f32(high), f32(scale), f32(0.0))

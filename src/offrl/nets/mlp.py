@@ -1,0 +1,63 @@
+"""Multi-layer perceptrons, value heads and the vmapped Q-ensemble."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class MLP(nn.Module):
+    hidden: Sequence[int]
+    out_dim: int
+    activation: Callable = nn.relu
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        for width in self.hidden:
+            x = nn.Dense(width)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = self.activation(x)
+        return nn.Dense(self.out_dim)(x)
+
+
+class QNet(nn.Module):
+    hidden: Sequence[int]
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jnp.ndarray, act: jnp.ndarray) -> jnp.ndarray:
+        x = jnp.concatenate([obs, act], axis=-1)
+        return MLP(self.hidden, 1, layer_norm=self.layer_norm)(x)[..., 0]
+
+
+class QEnsemble(nn.Module):
+    """`num` independent Q-networks evaluated in one vmap: output (num, ...batch)."""
+
+    hidden: Sequence[int]
+    num: int = 2
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jnp.ndarray, act: jnp.ndarray) -> jnp.ndarray:
+        ensemble = nn.vmap(
+            QNet,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num,
+        )
+        return ensemble(self.hidden, self.layer_norm)(obs, act)
+
+
+class ValueNet(nn.Module):
+    hidden: Sequence[int]
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jnp.ndarray) -> jnp.ndarray:
+        return MLP(self.hidden, 1, layer_norm=self.layer_norm)(obs)[..., 0]
