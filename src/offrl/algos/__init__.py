@@ -6,7 +6,8 @@ Every algorithm is a module with the same small protocol (see ../shared/DESIGN.m
                                              the training loop reads: batch_size,
                                              normalize_obs, reward_scaling.
     State                                    flax.struct pytree: params, optimizer states,
-                                             targets, transforms, step counter
+                                             targets, transforms `tf`, and `step` (int32,
+                                             +1 per update; the loop derives keys from it)
     init(cfg, spec, key) -> State
     update(cfg, state, batch, key) -> (State, metrics)    pure; jit- and scan-able
     act(cfg, state, obs, key, deterministic=True) -> env actions   pure; batched
