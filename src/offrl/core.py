@@ -63,7 +63,7 @@ def sample(data: Batch, key: jax.Array, batch_size: int) -> Batch:
 
 def make_model(module, key: jax.Array, sample_inputs: tuple, tx: optax.GradientTransformation):
     """A flax TrainState (params + optimizer state) for `module`."""
-    params = module.init(key, *sample_inputs)
+    params = jax.jit(module.init)(key, *sample_inputs)  # one compile instead of op-by-op
     return TrainState.create(apply_fn=module.apply, params=params, tx=tx)
 
 
@@ -107,22 +107,21 @@ def make_update_chunk(algo, cfg, num_steps: int):
 
     The key of step t is fold_in(base_key, t), so a run's randomness does not depend on how
     it is cut into chunks, and a resumed run replays exactly the steps it would have made.
-    Returns chunk(state, data, base_key) -> (state, metrics averaged over the chunk, NaNs
-    — steps where a part did not update — excluded).
+    Returns chunk(state, data, base_key) -> (state, metrics averaged over the chunk with NaNs
+    — steps where a part did not update — excluded, whether every parameter is finite).
     """
-
-    def body(carry, _):
-        state, data, base_key = carry
-        key = jax.random.fold_in(base_key, state.step)
-        k_sample, k_update = jax.random.split(key)
-        batch = sample(data, k_sample, cfg.batch_size)
-        state, metrics = algo.update(cfg, state, batch, k_update)
-        return (state, data, base_key), metrics
 
     @jax.jit
     def chunk(state, data: Batch, base_key: jax.Array):
-        (state, _, _), metrics = jax.lax.scan(body, (state, data, base_key), None, num_steps)
-        return state, jax.tree_util.tree_map(jnp.nanmean, metrics)
+        def body(state, _):
+            key = jax.random.fold_in(base_key, state.step)
+            k_sample, k_update = jax.random.split(key)
+            batch = sample(data, k_sample, cfg.batch_size)
+            return algo.update(cfg, state, batch, k_update)
+
+        # The dataset is closed over, not carried: a carried array may be copied every step.
+        state, metrics = jax.lax.scan(body, state, None, num_steps)
+        return state, jax.tree_util.tree_map(jnp.nanmean, metrics), all_finite(state)
 
     return chunk
 

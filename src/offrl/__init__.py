@@ -1,0 +1,14 @@
+"""offrl: offline reinforcement learning in JAX.
+
+    import offrl
+    data = offrl.load_dataset("pendulum-medium-expert")
+    summary = offrl.train("td3_bc", "pendulum-medium-expert", steps=20_000, out="runs/demo")
+    policy = offrl.load_policy("runs/demo"); action = policy(obs)
+"""
+
+from offrl.data import Dataset, load_dataset
+from offrl.policy import Policy, load_policy
+from offrl.training import train
+
+__version__ = "0.1.0"
+__all__ = ["Dataset", "Policy", "load_dataset", "load_policy", "train", "__version__"]

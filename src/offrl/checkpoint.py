@@ -1,0 +1,52 @@
+"""Checkpoints: flax msgpack serialization of the state pytree, written atomically. No pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+
+STATE_FILE = "state.msgpack"
+META_FILE = "meta.json"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def save(directory: Path, state: Any, meta: dict) -> None:
+    """The state first, then its metadata; the state alone is enough to resume."""
+    atomic_write(directory / STATE_FILE, flax.serialization.to_bytes(state))
+    atomic_write_json(directory / META_FILE, meta)
+
+
+def exists(directory: Path) -> bool:
+    return (directory / STATE_FILE).exists()
+
+
+def load(directory: Path, template: Any) -> tuple[Any, dict]:
+    """Restore into `template` (a state of the same structure, e.g. a fresh init)."""
+    state = flax.serialization.from_bytes(template, (directory / STATE_FILE).read_bytes())
+    meta_path = directory / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return state, meta

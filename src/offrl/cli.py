@@ -1,0 +1,158 @@
+"""The `offrl` command line: train, eval, data, demo.
+
+Bad input ends with one line on stderr, `offrl: error: ...`, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from offrl.errors import OffrlError
+
+DEMO_ALGO, DEMO_DATASET, DEMO_STEPS = "td3_bc", "pendulum-medium-expert", 20_000
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's usage dump becomes one line, exit 2
+        self.exit(2, f"offrl: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from offrl.algos import NAMES
+
+    parser = _Parser(prog="offrl", description="Offline reinforcement learning in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train an algorithm on a dataset")
+    train.add_argument("algo", choices=NAMES)
+    train.add_argument("--dataset", required=True, help="built-in name or path")
+    train.add_argument("--steps", type=int, help="number of updates (default on --resume: as before)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, type=Path, help="run directory")
+    train.add_argument("--env", help="gymnasium id to evaluate in, when the dataset names none")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a Config field (repeatable)")
+    _add_loop_options(train)
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    train.add_argument("--clip-actions", action="store_true",
+                       help="clip dataset actions into the action space instead of failing")
+
+    ev = sub.add_parser("eval", help="evaluate a trained run's checkpoint")
+    ev.add_argument("run_dir", type=Path)
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--seed", type=int, default=0)
+
+    data = sub.add_parser("data", help="inspect datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    info = data_sub.add_parser("info", help="size, episodes, returns, shapes and bounds")
+    info.add_argument("source", help="built-in name or path")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    data_sub.add_parser("list", help="the built-in datasets")
+
+    demo = sub.add_parser("demo", help=f"{DEMO_ALGO} on {DEMO_DATASET}: make, train, evaluate")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--steps", type=int, default=DEMO_STEPS)
+    demo.add_argument("--seed", type=int, default=0)
+    _add_loop_options(demo)
+    return parser
+
+
+def _add_loop_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval-every", type=int, default=5_000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--chunk-size", type=int, default=1_000, help="updates fused per call")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cmd_train(args) -> None:
+    from offrl.training import parse_overrides, train
+
+    if args.steps is None and not args.resume:
+        raise OffrlError("--steps is required (except with --resume)")
+    summary = train(
+        args.algo, args.dataset, steps=args.steps or 0, seed=args.seed, out=args.out,
+        env=args.env, overrides=parse_overrides(args.set), eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes, chunk_size=args.chunk_size, resume=args.resume,
+        overwrite=args.overwrite, clip_actions=args.clip_actions, progress=not args.no_progress,
+    )
+    _print_summary(summary, args.out)
+
+
+def cmd_demo(args) -> None:
+    from offrl.training import train
+
+    print(f"offrl demo: {DEMO_ALGO} on the built-in {DEMO_DATASET} dataset ({args.steps} updates)")
+    summary = train(
+        DEMO_ALGO, DEMO_DATASET, steps=args.steps, seed=args.seed, out=args.out, overwrite=True,
+        eval_every=args.eval_every, eval_episodes=args.eval_episodes, chunk_size=args.chunk_size,
+        progress=not args.no_progress,
+    )
+    _print_summary(summary, args.out)
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    score = summary["final_normalized_score"]
+    print(
+        f"final return {summary['final_return']:.1f} ± {summary['final_return_std']:.1f} "
+        f"over {summary['eval_episodes']} episodes in {summary['env_id']}; normalized score "
+        + (f"{score:.1f}" if score is not None else "n/a")
+    )
+    print(f"{summary['updates_per_second']:,.0f} updates/s; {summary['wall_seconds']:.0f} s in all")
+    print(f"run directory: {out.resolve()}")
+
+
+def cmd_eval(args) -> None:
+    from offrl.policy import load_policy
+
+    if args.episodes <= 0:
+        raise OffrlError("--episodes must be positive")
+    policy = load_policy(args.run_dir)
+    result = policy.evaluate(args.episodes, args.seed)
+    score = result.get("normalized_score")
+    print(
+        f"{args.run_dir} (step {policy.step}) in {policy.env_id}: return "
+        f"{result['return_mean']:.1f} ± {result['return_std']:.1f} over {args.episodes} episodes"
+        + (f"; normalized score {score:.1f}" if score is not None else "")
+    )
+
+
+def cmd_data(args) -> None:
+    from offrl.data import builtin, load_dataset
+
+    if args.data_command == "list":
+        for name in builtin.NAMES:
+            cached = (builtin.home() / "datasets" / name / "data" / "main_data.hdf5").exists()
+            print(f"{name:28s} {'cached' if cached else 'made on first use'}")
+        return
+    info = load_dataset(args.source).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    width = max(map(len, info))
+    for key, value in info.items():
+        print(f"{key:{width}s}  {value}")
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except OffrlError as exc:
+        print(f"offrl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("offrl: interrupted; a run continues from its last checkpoint with --resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Dataset validation: one-line errors naming the file, the field and the problem.
+
+`validate` checks, in this order: every column is a numeric array of the right
+dimensionality (observations, next_observations and actions 2-D (N, d); rewards, terminals
+and timeouts 1-D); all columns have the same length; the dataset is not empty; observations
+and next_observations have the same width; no NaN/inf anywhere (and no value beyond the
+float32 range); terminals and timeouts hold only 0/1; the action bounds, when set, are
+finite (act_dim,) vectors with low <= high and contain every action; the reference scores,
+when set, are finite and distinct. Nothing is coerced silently: the one opt-in repair is
+`clip_actions=True`, which clips actions into the bounds and records how many values it
+changed in metadata["clipped_actions"]. Episodes of length one are legal.
+
+The result has float32 columns, bool terminals/timeouts and float32 bounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offrl.data.dataset import Dataset
+from offrl.errors import DataError
+
+_TWO_D = {
+    "observations": "(N, obs_dim)",
+    "next_observations": "(N, obs_dim)",
+    "actions": "(N, act_dim)",
+}
+_ONE_D = ("rewards", "terminals", "timeouts")
+_ORDER = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+
+
+def validate(dataset: Dataset, source: str, clip_actions: bool = False) -> Dataset:
+    """Check `dataset` and return it with canonical dtypes (possibly with clipped actions).
+
+    `source` names where the data came from (a file path); it starts every error message.
+    Raises DataError with a single line "<source>: field '<name>': <problem>".
+    """
+    src = " ".join(str(source).split())
+
+    def fail(field: str, problem: str) -> DataError:
+        return DataError(" ".join(f"{src}: field '{field}': {problem}".split()))
+
+    raw: dict[str, np.ndarray] = {}
+    for name in _ORDER:
+        value = getattr(dataset, name)
+        if value is None:
+            raise fail(name, "missing")
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise fail(name, f"dtype {arr.dtype} is not numeric")
+        want = 2 if name in _TWO_D else 1
+        if arr.ndim != want:
+            shape = _TWO_D.get(name, "(N,)")
+            raise fail(name, f"expected {want}-D {shape}, got shape {arr.shape}")
+        raw[name] = arr
+
+    n = raw["observations"].shape[0]
+    for name in _ORDER[1:]:
+        if raw[name].shape[0] != n:
+            raise fail(name, f"length {raw[name].shape[0]} != {n}, the length of 'observations'")
+    if n == 0:
+        raise fail("observations", "empty dataset (0 transitions)")
+    width = raw["observations"].shape[1]
+    if raw["next_observations"].shape[1] != width:
+        raise fail(
+            "next_observations",
+            f"width {raw['next_observations'].shape[1]} != {width}, the width of 'observations'",
+        )
+    if width == 0:
+        raise fail("observations", "zero-width observations (shape (N, 0))")
+    if raw["actions"].shape[1] == 0:
+        raise fail("actions", "zero-width actions (shape (N, 0))")
+
+    cols: dict[str, np.ndarray] = {}
+    for name in ("observations", "actions", "rewards", "next_observations"):
+        cols[name] = _finite_float32(raw[name], name, fail)
+    for name in ("terminals", "timeouts"):
+        cols[name] = _boolean(raw[name], name, fail)
+
+    act_dim = cols["actions"].shape[1]
+    bounds = {}
+    for name in ("action_low", "action_high"):
+        value = getattr(dataset, name)
+        if value is None:
+            bounds[name] = None
+            continue
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise fail(name, f"dtype {arr.dtype} is not numeric")
+        if arr.shape != (act_dim,):
+            raise fail(name, f"shape {arr.shape} does not match the actions' ({act_dim},)")
+        bounds[name] = _finite_float32(arr, name, fail)
+    low, high = bounds["action_low"], bounds["action_high"]
+    if low is not None and high is not None and np.any(low > high):
+        j = int(np.argmax(low > high))
+        raise fail("action_low", f"low {low[j]:g} > high {high[j]:g} at column {j}")
+
+    metadata = dataset.metadata
+    acts = cols["actions"]
+    below = acts < low if low is not None else np.zeros_like(acts, bool)
+    above = acts > high if high is not None else np.zeros_like(acts, bool)
+    outside = below | above
+    count = int(outside.sum())
+    if count:
+        if not clip_actions:
+            lo = low if low is not None else np.full(act_dim, -np.inf, np.float32)
+            hi = high if high is not None else np.full(act_dim, np.inf, np.float32)
+            excess = np.maximum(lo - acts, acts - hi)
+            i, j = np.unravel_index(int(np.argmax(excess)), acts.shape)
+            raise fail(
+                "actions",
+                f"{count} values outside the action bounds (worst {acts[i, j]:g} at index {i}, "
+                f"column {j}, bounds [{lo[j]:g}, {hi[j]:g}]); use clip_actions to clip them",
+            )
+        cols["actions"] = np.clip(acts, low, high).astype(np.float32)
+        metadata = {**metadata, "clipped_actions": count}
+
+    refs = {}
+    for name in ("ref_min_score", "ref_max_score"):
+        value = getattr(dataset, name)
+        if value is None:
+            refs[name] = None
+            continue
+        try:
+            refs[name] = float(value)
+        except (TypeError, ValueError):
+            raise fail(name, f"not a number: {value!r}") from None
+        if not np.isfinite(refs[name]):
+            raise fail(name, f"not finite: {refs[name]}")
+    if refs["ref_min_score"] is not None and refs["ref_min_score"] == refs["ref_max_score"]:
+        raise fail("ref_max_score", "equals ref_min_score, so normalized scores are undefined")
+
+    return dataset.replace(**cols, **bounds, **refs, metadata=metadata)
+
+
+def _finite_float32(arr: np.ndarray, name: str, fail) -> np.ndarray:
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise fail(name, f"{int(bad.sum())} NaN/inf values (first at {_where(bad)})")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(np.float32)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        raise fail(
+            name, f"{int(bad.sum())} values beyond the float32 range (first at {_where(bad)})"
+        )
+    return out
+
+
+def _boolean(arr: np.ndarray, name: str, fail) -> np.ndarray:
+    if arr.dtype.kind == "b":
+        return arr.astype(bool, copy=False)
+    bad = ~((arr == 0) | (arr == 1))
+    if bad.any():
+        first = int(np.argmax(bad))
+        value = arr[first].item()
+        raise fail(
+            name, f"{int(bad.sum())} values other than 0/1 (first at index {first}: {value!r})"
+        )
+    return arr.astype(bool)
+
+
+def _where(mask: np.ndarray) -> str:
+    flat = int(np.argmax(mask))
+    if mask.ndim == 1:
+        return f"index {flat}"
+    i, j = np.unravel_index(flat, mask.shape)[:2]
+    return f"index {i}, column {j}"

@@ -1,0 +1,62 @@
+"""Load a trained policy from a run directory: a callable from observations to actions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from offrl import checkpoint
+from offrl.errors import ConfigError
+from offrl.evaluate import evaluate, jax_policy
+
+
+class Policy:
+    """`policy(obs)` -> action, for one observation (obs_dim,) or a batch (n, obs_dim)."""
+
+    def __init__(self, algo, cfg, state, run: dict):
+        self.algo, self.cfg, self.state, self.run = algo, cfg, state, run
+        self._act = jax.jit(lambda s, obs: algo.act(cfg, s, obs, jax.random.key(0), True))
+
+    @property
+    def env_id(self) -> str:
+        return self.run["env_id"]
+
+    @property
+    def step(self) -> int:
+        return int(self.state.step)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, np.float32)
+        single = obs.ndim == 1
+        act = np.asarray(self._act(self.state, jnp.atleast_2d(obs)))
+        return act[0] if single else act
+
+    def evaluate(self, episodes: int = 10, seed: int = 0) -> dict[str, float]:
+        return evaluate(
+            jax_policy(self.algo, self.cfg, self.state, seed=seed),
+            self.env_id, episodes, seed,
+            self.run.get("ref_min_score"), self.run.get("ref_max_score"),
+        )
+
+
+def load_policy(run_dir: str | Path) -> Policy:
+    from offrl.training import CHECKPOINT_DIR, CONFIG_FILE, get_algo, make_algo_config, template_spec
+
+    run_dir = Path(run_dir)
+    config_path, ckpt = run_dir / CONFIG_FILE, run_dir / CHECKPOINT_DIR
+    if not config_path.exists() or not checkpoint.exists(ckpt):
+        raise ConfigError(f"{run_dir}: not a run directory with a checkpoint (need {CONFIG_FILE} "
+                          f"and {CHECKPOINT_DIR}/{checkpoint.STATE_FILE})")
+    run = json.loads(config_path.read_text())
+    algo = get_algo(run["algo"])
+    cfg = make_algo_config(run["algo"], run["algo_config"])
+    template = algo.init(cfg, template_spec(run["obs_dim"], run["act_dim"]), jax.random.key(0))
+    try:
+        state, _ = checkpoint.load(ckpt, template)
+    except Exception as exc:  # msgpack/structure errors: a corrupt or foreign file
+        raise ConfigError(f"{ckpt / checkpoint.STATE_FILE}: cannot restore checkpoint ({exc})") from None
+    return Policy(algo, cfg, state, run)
