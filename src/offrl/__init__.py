@@ -1,9 +1,9 @@
 """offrl: offline reinforcement learning in JAX.
 
-    import offrl
-    data = offrl.load_dataset("pendulum-medium-expert")
-    summary = offrl.train("td3_bc", "pendulum-medium-expert", steps=20_000, out="runs/demo")
-    policy = offrl.load_policy("runs/demo"); action = policy(obs)
+import offrl
+data = offrl.load_dataset("pendulum-medium-expert")
+summary = offrl.train("td3_bc", "pendulum-medium-expert", steps=20_000, out="runs/demo")
+policy = offrl.load_policy("runs/demo"); action = policy(obs)
 """
 
 from offrl.data import Dataset, load_dataset

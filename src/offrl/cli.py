@@ -29,17 +29,27 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an algorithm on a dataset")
     train.add_argument("algo", choices=NAMES)
     train.add_argument("--dataset", required=True, help="built-in name or path")
-    train.add_argument("--steps", type=int, help="number of updates (default on --resume: as before)")
+    train.add_argument(
+        "--steps", type=int, help="number of updates (default on --resume: as before)"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, type=Path, help="run directory")
     train.add_argument("--env", help="gymnasium id to evaluate in, when the dataset names none")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a Config field (repeatable)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a Config field (repeatable)",
+    )
     _add_loop_options(train)
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    train.add_argument("--clip-actions", action="store_true",
-                       help="clip dataset actions into the action space instead of failing")
+    train.add_argument(
+        "--clip-actions",
+        action="store_true",
+        help="clip dataset actions into the action space instead of failing",
+    )
 
     ev = sub.add_parser("eval", help="evaluate a trained run's checkpoint")
     ev.add_argument("run_dir", type=Path)
@@ -74,10 +84,20 @@ def cmd_train(args) -> None:
     if args.steps is None and not args.resume:
         raise OffrlError("--steps is required (except with --resume)")
     summary = train(
-        args.algo, args.dataset, steps=args.steps or 0, seed=args.seed, out=args.out,
-        env=args.env, overrides=parse_overrides(args.set), eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes, chunk_size=args.chunk_size, resume=args.resume,
-        overwrite=args.overwrite, clip_actions=args.clip_actions, progress=not args.no_progress,
+        args.algo,
+        args.dataset,
+        steps=args.steps or 0,
+        seed=args.seed,
+        out=args.out,
+        env=args.env,
+        overrides=parse_overrides(args.set),
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        chunk_size=args.chunk_size,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        clip_actions=args.clip_actions,
+        progress=not args.no_progress,
     )
     _print_summary(summary, args.out)
 
@@ -87,8 +107,15 @@ def cmd_demo(args) -> None:
 
     print(f"offrl demo: {DEMO_ALGO} on the built-in {DEMO_DATASET} dataset ({args.steps} updates)")
     summary = train(
-        DEMO_ALGO, DEMO_DATASET, steps=args.steps, seed=args.seed, out=args.out, overwrite=True,
-        eval_every=args.eval_every, eval_episodes=args.eval_episodes, chunk_size=args.chunk_size,
+        DEMO_ALGO,
+        DEMO_DATASET,
+        steps=args.steps,
+        seed=args.seed,
+        out=args.out,
+        overwrite=True,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        chunk_size=args.chunk_size,
         progress=not args.no_progress,
     )
     _print_summary(summary, args.out)
@@ -148,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"offrl: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("offrl: interrupted; a run continues from its last checkpoint with --resume",
-              file=sys.stderr)
+        print(
+            "offrl: interrupted; a run continues from its last checkpoint with --resume",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

@@ -5,6 +5,7 @@ Everything here is pure and jit-able; nothing keeps state outside the pytrees it
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,16 @@ def sample(data: Batch, key: jax.Array, batch_size: int) -> Batch:
     n = data.rew.shape[0]
     idx = jax.random.randint(key, (batch_size,), 0, n)
     return jax.tree_util.tree_map(lambda x: x[idx], data)
+
+
+@functools.cache
+def adam(lr: float, cosine_decay_steps: int = 0) -> optax.GradientTransformation:
+    """Adam, optionally with a cosine-decayed rate. Cached: states made with the same settings
+    share one optimizer object, so their pytree structures compare equal and a compiled
+    update is reused instead of compiled again."""
+    if cosine_decay_steps > 0:
+        return optax.adam(optax.cosine_decay_schedule(lr, cosine_decay_steps))
+    return optax.adam(lr)
 
 
 def make_model(module, key: jax.Array, sample_inputs: tuple, tx: optax.GradientTransformation):

@@ -38,19 +38,30 @@ class Policy:
     def evaluate(self, episodes: int = 10, seed: int = 0) -> dict[str, float]:
         return evaluate(
             jax_policy(self.algo, self.cfg, self.state, seed=seed),
-            self.env_id, episodes, seed,
-            self.run.get("ref_min_score"), self.run.get("ref_max_score"),
+            self.env_id,
+            episodes,
+            seed,
+            self.run.get("ref_min_score"),
+            self.run.get("ref_max_score"),
         )
 
 
 def load_policy(run_dir: str | Path) -> Policy:
-    from offrl.training import CHECKPOINT_DIR, CONFIG_FILE, get_algo, make_algo_config, template_spec
+    from offrl.training import (
+        CHECKPOINT_DIR,
+        CONFIG_FILE,
+        get_algo,
+        make_algo_config,
+        template_spec,
+    )
 
     run_dir = Path(run_dir)
     config_path, ckpt = run_dir / CONFIG_FILE, run_dir / CHECKPOINT_DIR
     if not config_path.exists() or not checkpoint.exists(ckpt):
-        raise ConfigError(f"{run_dir}: not a run directory with a checkpoint (need {CONFIG_FILE} "
-                          f"and {CHECKPOINT_DIR}/{checkpoint.STATE_FILE})")
+        raise ConfigError(
+            f"{run_dir}: not a run directory with a checkpoint (need {CONFIG_FILE} "
+            f"and {CHECKPOINT_DIR}/{checkpoint.STATE_FILE})"
+        )
     run = json.loads(config_path.read_text())
     algo = get_algo(run["algo"])
     cfg = make_algo_config(run["algo"], run["algo_config"])
@@ -58,5 +69,7 @@ def load_policy(run_dir: str | Path) -> Policy:
     try:
         state, _ = checkpoint.load(ckpt, template)
     except Exception as exc:  # msgpack/structure errors: a corrupt or foreign file
-        raise ConfigError(f"{ckpt / checkpoint.STATE_FILE}: cannot restore checkpoint ({exc})") from None
+        raise ConfigError(
+            f"{ckpt / checkpoint.STATE_FILE}: cannot restore checkpoint ({exc})"
+        ) from None
     return Policy(algo, cfg, state, run)

@@ -257,8 +257,14 @@ class _Trainer:
 
     def run(self, started: float) -> dict:
         run, step = self.run_cfg, int(self.state.step)
-        bar = tqdm(total=run.steps, initial=step, disable=not self.progress, unit="upd",
-                   dynamic_ncols=True, desc=f"{run.algo} on {Path(run.dataset).name}")
+        bar = tqdm(
+            total=run.steps,
+            initial=step,
+            disable=not self.progress,
+            unit="upd",
+            dynamic_ncols=True,
+            desc=f"{run.algo} on {Path(run.dataset).name}",
+        )
         last_eval = None
         with open(self.out / METRICS_FILE, "a") as log:
             while step < run.steps:
@@ -307,8 +313,12 @@ class _Trainer:
         run = self.run_cfg
         policy = jax_policy(self.algo, self.cfg, self.state, seed=run.seed)
         return evaluate(
-            policy, run.env_id, run.eval_episodes, _eval_seed(run.seed),
-            run.ref_min_score, run.ref_max_score,
+            policy,
+            run.env_id,
+            run.eval_episodes,
+            _eval_seed(run.seed),
+            run.ref_min_score,
+            run.ref_max_score,
         )
 
     def _save(self, started: float) -> None:
@@ -319,8 +329,11 @@ class _Trainer:
     def _base_summary(self) -> dict:
         run = self.run_cfg
         return {
-            "algo": run.algo, "dataset": run.dataset, "env_id": run.env_id,
-            "steps": int(self.state.step), "seed": run.seed,
+            "algo": run.algo,
+            "dataset": run.dataset,
+            "env_id": run.env_id,
+            "steps": int(self.state.step),
+            "seed": run.seed,
         }
 
     def _summary(self, final: dict, started: float) -> dict:

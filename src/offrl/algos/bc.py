@@ -23,10 +23,9 @@ from dataclasses import dataclass
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 from flax.training.train_state import TrainState
 
-from offrl.core import Batch, Metrics, Spec, gradient_step, make_model
+from offrl.core import Batch, Metrics, Spec, adam, gradient_step, make_model
 from offrl.data.transforms import Transforms
 from offrl.nets.policies import DeterministicPolicy, GaussianPolicy, gaussian_log_prob
 
@@ -59,7 +58,7 @@ def _policy_module(cfg: Config, act_dim: int):
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     module = _policy_module(cfg, spec.act_dim)
     obs = jnp.zeros((1, spec.obs_dim))
-    policy = make_model(module, key, (obs,), optax.adam(cfg.lr))
+    policy = make_model(module, key, (obs,), adam(cfg.lr))
     return State(policy=policy, tf=spec.transforms, step=jnp.zeros((), jnp.int32))
 
 

@@ -52,10 +52,9 @@ from dataclasses import dataclass
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 from flax.training.train_state import TrainState
 
-from offrl.core import Batch, Metrics, Spec, gradient_step, make_model, polyak, td_target
+from offrl.core import Batch, Metrics, Spec, adam, gradient_step, make_model, polyak, td_target
 from offrl.data.transforms import Transforms
 from offrl.nets import GaussianPolicy, QEnsemble, ValueNet
 from offrl.nets.policies import gaussian_log_prob
@@ -91,18 +90,14 @@ class State:
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     k_actor, k_critic, k_value = jax.random.split(key, 3)
     obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
-    actor_lr = (
-        optax.cosine_decay_schedule(cfg.actor_lr, cfg.actor_lr_decay_steps)
-        if cfg.actor_lr_decay_steps > 0
-        else cfg.actor_lr
-    )
     actor = make_model(
-        GaussianPolicy(cfg.hidden, spec.act_dim), k_actor, (obs,), optax.adam(actor_lr)
+        GaussianPolicy(cfg.hidden, spec.act_dim),
+        k_actor,
+        (obs,),
+        adam(cfg.actor_lr, cfg.actor_lr_decay_steps),
     )
-    critic = make_model(
-        QEnsemble(cfg.hidden, num=2), k_critic, (obs, act), optax.adam(cfg.critic_lr)
-    )
-    value = make_model(ValueNet(cfg.hidden), k_value, (obs,), optax.adam(cfg.value_lr))
+    critic = make_model(QEnsemble(cfg.hidden, num=2), k_critic, (obs, act), adam(cfg.critic_lr))
+    value = make_model(ValueNet(cfg.hidden), k_value, (obs,), adam(cfg.value_lr))
     return State(
         actor=actor,
         critic=critic,

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 from flax.training.train_state import TrainState
 
-from offrl.core import Batch, Metrics, Spec, gradient_step, make_model, polyak, td_target
+from offrl.core import Batch, Metrics, Spec, adam, gradient_step, make_model, polyak, td_target
 from offrl.data.transforms import Transforms
 from offrl.nets import DeterministicPolicy, QEnsemble
 
@@ -64,11 +63,9 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     k_actor, k_critic = jax.random.split(key)
     obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
     actor = make_model(
-        DeterministicPolicy(cfg.hidden, spec.act_dim), k_actor, (obs,), optax.adam(cfg.actor_lr)
+        DeterministicPolicy(cfg.hidden, spec.act_dim), k_actor, (obs,), adam(cfg.actor_lr)
     )
-    critic = make_model(
-        QEnsemble(cfg.hidden, num=2), k_critic, (obs, act), optax.adam(cfg.critic_lr)
-    )
+    critic = make_model(QEnsemble(cfg.hidden, num=2), k_critic, (obs, act), adam(cfg.critic_lr))
     return State(
         actor=actor,
         critic=critic,

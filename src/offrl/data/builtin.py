@@ -67,7 +67,9 @@ def home() -> Path:
 def generate(name: str) -> Dataset:
     """Make the named dataset from its behaviour policy (deterministic)."""
     kinds = name.removeprefix("pendulum-")
-    parts = [_generate_kind(k) for k in (["medium", "expert"] if kinds == "medium-expert" else [kinds])]
+    parts = [
+        _generate_kind(k) for k in (["medium", "expert"] if kinds == "medium-expert" else [kinds])
+    ]
     low, high = reference_scores(ENV_ID)
     return Dataset.concatenate(parts, name=name, ref_min_score=low, ref_max_score=high)
 

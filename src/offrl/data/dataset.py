@@ -82,9 +82,7 @@ class Dataset:
         """Join datasets episode-wise; the first part supplies env and bounds by default."""
         first = parts[0]
         cols = {c: np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS}
-        keep = dict(
-            env_id=first.env_id, action_low=first.action_low, action_high=first.action_high
-        )
+        keep = dict(env_id=first.env_id, action_low=first.action_low, action_high=first.action_high)
         return cls(**cols, **(keep | fields))
 
     def info(self) -> dict:

@@ -41,4 +41,6 @@ if __name__ == "__main__":
 
     for label, policy in (("random", random_policy), ("expert", expert_policy)):
         r = rollout(ENV_ID, policy, 100, seed=10_000).returns
-        print(f"{ENV_ID} {label}: mean return {r.mean():.2f} ± {r.std():.2f} over {len(r)} episodes")
+        print(
+            f"{ENV_ID} {label}: mean return {r.mean():.2f} ± {r.std():.2f} over {len(r)} episodes"
+        )

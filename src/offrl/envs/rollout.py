@@ -46,7 +46,9 @@ def rollout(
     returns, lengths, steps = [], [], []
     for start in range(0, episodes, len(envs)):
         batch = envs[: min(len(envs), episodes - start)]
-        r, n, s = _run_group(batch, policy, [seed + start + i for i in range(len(batch))], rng, record)
+        r, n, s = _run_group(
+            batch, policy, [seed + start + i for i in range(len(batch))], rng, record
+        )
         returns += r
         lengths += n
         steps += s

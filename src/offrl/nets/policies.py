@@ -72,3 +72,9 @@ def tanh_gaussian_sample(
     # log(1 - tanh(u)^2) written stably: 2 (log 2 - u - softplus(-2u)).
     correction = jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
     return jnp.tanh(u), gaussian_log_prob(u, mean, log_std) - correction
+
+
+def tanh_gaussian_log_prob(act: jnp.ndarray, mean: jnp.ndarray, log_std: jnp.ndarray):
+    """log π(a|s) of given actions a in [-1, 1] (pulled in to ±(1 - 1e-6) first)."""
+    a = jnp.clip(act, -1.0 + 1e-6, 1.0 - 1e-6)
+    return gaussian_log_prob(jnp.arctanh(a), mean, log_std) - jnp.sum(jnp.log1p(-(a**2)), axis=-1)
