@@ -1,0 +1,42 @@
+# Quick start: `make demo` (set up .venv, make a dataset, train, evaluate), then `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo setup test test-slow lint bench-setup bench clean
+
+demo: setup
+	$(BIN)/offrl demo
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+test: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+# Long learning tests (marked slow), not run by CI.
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+# d3rlpy comparison: a separate venv, torch's CPU wheel pinned (a plain `torch` pulls CUDA).
+bench-setup: setup
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet --upgrade pip
+	.venv-bench/bin/python -m pip install --quiet torch==2.13.0
+	.venv-bench/bin/python -m pip install --quiet -e '.[bench]'
+
+bench:
+	$(BIN)/python benchmarks/speed.py
+
+clean:
+	rm -rf $(VENV) .venv-bench runs
