@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -174,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     except OffrlError as exc:
         print(f"offrl: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `offrl data info X | head`: stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
     except KeyboardInterrupt:
         print(
             "offrl: interrupted; a run continues from its last checkpoint with --resume",
