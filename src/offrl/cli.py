@@ -13,7 +13,7 @@ from pathlib import Path
 
 from offrl.errors import OffrlError
 
-DEMO_ALGO, DEMO_DATASET, DEMO_STEPS = "td3_bc", "pendulum-medium-expert", 20_000
+DEMO_ALGO, DEMO_DATASET, DEMO_STEPS = "td3_bc", "pendulum-medium-expert", 10_000
 
 
 class _Parser(argparse.ArgumentParser):

@@ -17,10 +17,9 @@ def load_dataset(source: str | Path, clip_actions: bool = False) -> Dataset:
 
     if str(source) in builtin.NAMES:
         return builtin.load(str(source))
-    path = Path(source)
-    if not path.exists():
-        raise DataError(
-            f"{source}: no such file or directory, and not a built-in dataset "
-            f"(built-in: {', '.join(builtin.NAMES)})"
-        )
-    return io.read(path, clip_actions=clip_actions)
+    try:
+        return io.read(source, clip_actions=clip_actions)
+    except DataError as exc:
+        if Path(source).exists():
+            raise
+        raise DataError(f"{exc}; built-in datasets: {', '.join(builtin.NAMES)}") from None

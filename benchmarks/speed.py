@@ -1,0 +1,543 @@
+"""Training speed: updates per second of offrl's algorithms, and of d3rlpy's side by side.
+
+The standard size: observation 17, action 6 (HalfCheetah's), 256-256 MLPs, batch 256, a
+1M-transition synthetic dataset in memory. For every algorithm this prints updates per
+second, the achieved GFLOP/s against the CPU's peak single-precision rate (measured with a
+large matmul, and estimated from the CPU's frequency and vector units), and, when d3rlpy
+and torch are importable, d3rlpy's updates per second and offrl's ratio to them.
+
+    python benchmarks/speed.py                       # every algorithm, 30 s each
+    python benchmarks/speed.py --algos td3_bc --seconds 10 --no-d3rlpy --json speed.json
+
+Timings are medians over repeated calls after a warm-up; compilation is excluded
+(ahead-of-time). Other work on the machine skews them: the load average is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from offrl import algos
+from offrl.core import Batch, make_update_chunk, spec_from_dataset, to_device
+from offrl.data.dataset import Dataset
+from offrl.data.transforms import make_transforms
+
+OBS_DIM, ACT_DIM, HIDDEN, BATCH = 17, 6, (256, 256), 256
+TRANSITIONS, EPISODE_LEN = 1_000_000, 1000
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+# --------------------------------------------------------------------------- data
+
+
+def synthetic_dataset(n: int = TRANSITIONS, seed: int = 0) -> Dataset:
+    """Standard-normal observations, uniform actions in [-1, 1], 1000-step episodes ending
+    in timeouts. Speed does not depend on the values, only on the sizes."""
+    rng = np.random.default_rng(seed)
+    obs = rng.standard_normal((n, OBS_DIM), np.float32)
+    next_obs = np.roll(obs, -1, axis=0)  # within an episode, s'_t = s_{t+1}
+    return Dataset(
+        observations=obs,
+        actions=rng.uniform(-1.0, 1.0, (n, ACT_DIM)).astype(np.float32),
+        rewards=rng.standard_normal(n).astype(np.float32),
+        next_observations=next_obs,
+        terminals=np.zeros(n, bool),
+        timeouts=np.arange(n) % EPISODE_LEN == EPISODE_LEN - 1,
+        name="synthetic",
+        action_low=-np.ones(ACT_DIM, np.float32),
+        action_high=np.ones(ACT_DIM, np.float32),
+    )
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_calls(call: Callable[[], Any], per_call: int, seconds: float, min_reps: int = 3):
+    """Run `call` (which blocks until done) repeatedly for about `seconds`.
+
+    Returns (median updates/s over the calls, every call's rate, CPU time / wall time).
+    The CPU/wall ratio is how many cores the process kept busy on average (2.0 = both).
+    """
+    rates: list[float] = []
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while len(rates) < min_reps or time.perf_counter() - wall0 < seconds:
+        start = time.perf_counter()
+        call()
+        rates.append(per_call / (time.perf_counter() - start))
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return statistics.median(rates), rates, cpu / wall
+
+
+# --------------------------------------------------------------------------- offrl
+
+
+def offrl_config(algo):
+    return algo.Config(hidden=HIDDEN, batch_size=BATCH)
+
+
+def compile_chunk(algo, cfg, k: int, state, data: Batch, key: jax.Array):
+    """The K-update chunk the training loop runs, compiled ahead of time."""
+    return make_update_chunk(algo, cfg, k).lower(state, data, key).compile()
+
+
+def xla_flops(compiled) -> float:
+    """FLOPs XLA's cost analysis counts for a compiled function (dict, or a list of them)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+def bench_offrl(name: str, data: Batch, ds: Dataset, seconds: float) -> dict:
+    algo = algos.get(name)
+    cfg = offrl_config(algo)
+    tf = make_transforms(ds, normalize_obs=False)
+    state = algo.init(cfg, spec_from_dataset(ds, tf), jax.random.key(0))
+    key = jax.random.key(1)
+
+    # XLA's cost analysis counts a while loop's body once, whatever the trip count, so the
+    # FLOPs of one update come from a one-update chunk (which also sizes the timed chunk).
+    one = compile_chunk(algo, cfg, 1, state, data, key)
+    state = one(state, data, key)[0]
+    jax.block_until_ready(state)
+    probe = time.perf_counter()
+    for _ in range(5):
+        state = one(state, data, key)[0]
+    jax.block_until_ready(state)
+    rough_rate = 5 / (time.perf_counter() - probe)
+
+    # Chunks of about 1/8 of the budget: per-call overhead vanishes, and >= 8 calls give a
+    # median that shrugs off a hiccup of the machine.
+    k = int(np.clip(round(rough_rate * seconds / 8, -1), 10, 1000))
+    start = time.perf_counter()
+    chunk = compile_chunk(algo, cfg, k, state, data, key)
+    compile_s = time.perf_counter() - start
+    holder = {"state": chunk(state, data, key)[0]}  # warm-up call
+    jax.block_until_ready(holder["state"])
+
+    def call() -> None:
+        holder["state"], _, finite = chunk(holder["state"], data, key)
+        jax.block_until_ready(finite)
+
+    rate, rates, cpu_per_wall = time_calls(call, k, seconds)
+    return {
+        "updates_per_s": rate,
+        "rates": rates,
+        "chunk": k,
+        "compile_s": compile_s,
+        "cpu_per_wall": cpu_per_wall,
+        "xla_flops_per_update": xla_flops(one),
+        "analytic_flops_per_update": analytic_flops(name, cfg),
+    }
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+
+def mlp_flops(rows: int, in_dim: int, out_dim: int, mode: str = "fwd") -> float:
+    """Matmul FLOPs of a 256-256 MLP on `rows` inputs (biases and activations ignored).
+
+    A dense layer k -> n costs 2·rows·k·n forward. Backward costs the same again for the
+    weight gradient and again for the input gradient, so a trained net is about 3x its
+    forward pass, except that its first layer needs no input gradient (data inputs).
+    mode: "fwd" (forward only: targets, frozen nets), "train" (forward + backward of a net
+    being trained), "through" (forward + input gradients: a frozen net differentiated with
+    respect to its input, e.g. the critic inside an actor loss).
+    """
+    widths = [in_dim, *HIDDEN, out_dim]
+    layers = [2.0 * rows * k * n for k, n in zip(widths[:-1], widths[1:])]
+    fwd = sum(layers)
+    if mode == "fwd":
+        return fwd
+    if mode == "through":
+        return 2 * fwd
+    if mode == "train":
+        return 2 * fwd + sum(layers[1:])
+    raise ValueError(mode)
+
+
+def analytic_flops(name: str, cfg) -> float:
+    """Matmul FLOPs of one update at batch size B, counting the work each update needs.
+
+    bc:     the policy trained on B states.
+    td3_bc: every step the critic: target actor on s', 2 target Qs on (s', ã), 2 Qs trained;
+            every policy_freq-th step the actor: actor trained, Q1 differentiated through.
+    iql:    2 target Qs on (s, a) (the V and π losses share them; XLA computes them once);
+            V trained; V on s' for the Q target; 2 Qs trained; V on s for the advantage;
+            π trained (AWR).
+    cql:    actor trained with both Qs differentiated through (the α step's forward pass is
+            the same one and XLA merges it); the critic: actor on s and s' (penalty samples,
+            target action), 2 target Qs on s', and 2 Qs trained on 1 + 3N actions per state
+            (the data action and N uniform, N π(·|s), N π(·|s') samples).
+    """
+    b, o, a = cfg.batch_size, OBS_DIM, ACT_DIM
+    q_in = o + a
+    if name == "bc":
+        return mlp_flops(b, o, a, "train")
+    if name == "td3_bc":
+        critic = mlp_flops(b, o, a) + 2 * mlp_flops(b, q_in, 1) + 2 * mlp_flops(b, q_in, 1, "train")
+        actor = mlp_flops(b, o, a, "train") + mlp_flops(b, q_in, 1, "through")
+        return critic + actor / cfg.policy_freq
+    if name == "iql":
+        targets = 2 * mlp_flops(b, q_in, 1)
+        value = mlp_flops(b, o, 1, "train") + 2 * mlp_flops(b, o, 1)
+        critic = 2 * mlp_flops(b, q_in, 1, "train")
+        return targets + value + critic + mlp_flops(b, o, a, "train")
+    if name == "cql":
+        actor = mlp_flops(b, o, 2 * a, "train") + 2 * mlp_flops(b, q_in, 1, "through")
+        rows = b * (1 + 3 * cfg.num_sampled_actions)
+        critic = 2 * mlp_flops(b, o, 2 * a) + 2 * mlp_flops(b, q_in, 1)
+        critic += 2 * mlp_flops(rows, q_in, 1, "train")
+        return actor + critic
+    raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- peak
+
+
+def measured_peak(n: int = 4096, reps: int = 3) -> float:
+    """Best FLOP/s of an n x n @ n x n float32 matmul in XLA (all cores): the practical peak."""
+    ka, kb = jax.random.split(jax.random.key(0))
+    x, y = jax.random.normal(ka, (n, n)), jax.random.normal(kb, (n, n))
+    matmul = jax.jit(jnp.matmul).lower(x, y).compile()
+    matmul(x, y).block_until_ready()
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        matmul(x, y).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best
+
+
+def small_matmul_rate(n: int = 256, steps: int = 2000) -> float:
+    """FLOP/s of a chain of n x n @ n x n matmuls, the update's typical shape (B = width = 256)
+    — the ceiling XLA reaches on the networks' own matmuls, loop overhead included."""
+    ka, kb = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(ka, (n, n))
+    w = jax.random.normal(kb, (n, n)) / np.sqrt(n)  # keeps the chain's norm about constant
+    chain = jax.jit(lambda x, w: jax.lax.fori_loop(0, steps, lambda _, h: h @ w, x))
+    chain = chain.lower(x, w).compile()
+    chain(x, w).block_until_ready()
+    start = time.perf_counter()
+    chain(x, w).block_until_ready()
+    return 2.0 * n**3 * steps / (time.perf_counter() - start)
+
+
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = open("/proc/cpuinfo").read().split("\n\n")[0]
+    except OSError:
+        return {}
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def theoretical_peak() -> tuple[float, str]:
+    """cores x GHz x FP32 FLOP/cycle/core, from /proc/cpuinfo: (FLOP/s, how it was found).
+
+    FLOP/cycle/core = FMA units (2 assumed) x fp32 lanes x 2 (an FMA is 2 FLOPs). Lanes: 16
+    with AVX-512, except on AMD Zen 4 (family 25), which runs a 512-bit op as two 256-bit
+    halves, so 8 as with AVX2; 8 with AVX2+FMA. "cpu MHz" in a VM is usually the nominal
+    (TSC) clock, not the turbo clock, so real peaks can be higher.
+    """
+    info = cpuinfo()
+    flags, mhz = set(info.get("flags", "").split()), float(info.get("cpu MHz", "nan"))
+    amd_zen4 = info.get("vendor_id") == "AuthenticAMD" and info.get("cpu family") == "25"
+    if "avx512f" in flags and not amd_zen4:
+        lanes, isa = 16, "AVX-512"
+    elif "avx512f" in flags:
+        lanes, isa = 8, "AVX-512 on Zen 4 (2x256-bit)"
+    elif {"avx2", "fma"} <= flags:
+        lanes, isa = 8, "AVX2+FMA"
+    else:
+        lanes, isa = 4, "SSE (no FMA assumed)"
+    per_cycle = 2 * lanes * 2
+    peak = CORES * mhz * 1e6 * per_cycle
+    how = (
+        f"{CORES} cores x {mhz / 1e3:.2f} GHz ('cpu MHz') x {per_cycle} FLOP/cycle "
+        f"(2 FMA units x {lanes} fp32 lanes x 2; {isa})"
+    )
+    return peak, how
+
+
+# --------------------------------------------------------------------------- d3rlpy
+
+
+def import_d3rlpy():
+    """(d3rlpy, torch), or (None, why not). Their import-time chatter is swallowed."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            import d3rlpy
+            import structlog
+            import torch
+    except ImportError as exc:
+        return None, f"{exc}"
+    # d3rlpy logs every dataset and model build at INFO through structlog.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    return (d3rlpy, torch), ""
+
+
+def d3rlpy_algo(d3rlpy, name: str):
+    """The d3rlpy counterpart of an offrl algorithm at the standard sizes.
+
+    No observation scaler: offrl standardizes observations once on the device, so d3rlpy
+    should not pay a per-batch transform either (the synthetic data is standard already).
+    """
+    enc = d3rlpy.models.VectorEncoderFactory(hidden_units=list(HIDDEN))
+    A = d3rlpy.algos
+    configs = {
+        "bc": lambda: A.BCConfig(encoder_factory=enc, batch_size=BATCH, learning_rate=1e-3),
+        "td3_bc": lambda: A.TD3PlusBCConfig(
+            actor_encoder_factory=enc, critic_encoder_factory=enc, batch_size=BATCH
+        ),
+        "iql": lambda: A.IQLConfig(
+            actor_encoder_factory=enc,
+            critic_encoder_factory=enc,
+            value_encoder_factory=enc,
+            batch_size=BATCH,
+        ),
+        # alpha_learning_rate=0: no Lagrange multiplier for α', as offrl's default.
+        "cql": lambda: A.CQLConfig(
+            actor_encoder_factory=enc,
+            critic_encoder_factory=enc,
+            batch_size=BATCH,
+            n_action_samples=10,
+            alpha_learning_rate=0.0,
+        ),
+    }
+    return configs[name]().create(device="cpu:0")
+
+
+def d3rlpy_dataset(d3rlpy, ds: Dataset):
+    return d3rlpy.dataset.MDPDataset(
+        observations=ds.observations,
+        actions=ds.actions,
+        rewards=ds.rewards,
+        terminals=ds.terminals.astype(np.float32),
+        timeouts=ds.timeouts.astype(np.float32),
+    )
+
+
+def time_d3rlpy_steps(algo, dataset, seconds: float, window: int) -> dict:
+    """The body of d3rlpy's fit loop (sample_transition_batch, then update), timed in
+    windows of `window` steps; sampling and update are timed apart as well."""
+    for _ in range(5):  # warm-up: allocator, first Adam steps
+        algo.update(dataset.sample_transition_batch(BATCH))
+    both, update_only = [], []
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while len(both) < 3 or time.perf_counter() - wall0 < seconds:
+        t_sample = t_update = 0.0
+        for _ in range(window):
+            t0 = time.perf_counter()
+            batch = dataset.sample_transition_batch(BATCH)
+            t1 = time.perf_counter()
+            algo.update(batch)
+            t_sample, t_update = t_sample + t1 - t0, t_update + time.perf_counter() - t1
+        both.append(window / (t_sample + t_update))
+        update_only.append(window / t_update)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {
+        "updates_per_s": statistics.median(both),
+        "update_only_per_s": statistics.median(update_only),
+        "cpu_per_wall": cpu / wall,
+    }
+
+
+def bench_d3rlpy(name: str, dataset, libs, seconds: float, threads: list[int]) -> dict:
+    """d3rlpy's rate at each torch thread count; the fastest is kept (the fair comparison:
+    on a busy machine torch's OpenMP threads can be far slower with 2 threads than with 1)."""
+    d3rlpy, torch = libs
+    algo = d3rlpy_algo(d3rlpy, name)
+    algo.build_with_dataset(dataset)
+    by_threads = {}
+    for n in threads:
+        torch.set_num_threads(n)
+        rough = time_d3rlpy_steps(algo, dataset, 0.0, 3)["updates_per_s"]
+        window = int(np.clip(rough * seconds / len(threads) / 8, 3, 500))
+        by_threads[n] = time_d3rlpy_steps(algo, dataset, seconds / len(threads), window)
+    best = max(by_threads, key=lambda n: by_threads[n]["updates_per_s"])
+    return by_threads[best] | {"torch_threads": best, "by_threads": by_threads}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt(x: float | None, digits: int = 0) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{x:,.{digits}f}"
+
+
+def ratio(ours: float, theirs: float | None) -> str:
+    return "—" if not theirs else f"{ours / theirs:.1f}x"
+
+
+def print_table(results: dict, peak: float, peaks: dict[str, float]) -> None:
+    print("\n| algo | offrl upd/s | d3rlpy upd/s | ratio | d3rlpy update() alone | ratio "
+          "| GFLOP/s | % of peak |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        o, d = r["offrl"], r.get("d3rlpy")
+        rate, gflops = o["updates_per_s"], o["updates_per_s"] * o["analytic_flops_per_update"] / 1e9
+        d_both = d["updates_per_s"] if d else None
+        d_upd = d["update_only_per_s"] if d else None
+        print(
+            f"| {name} | {fmt(rate, 1)} | {fmt(d_both, 1)} | {ratio(rate, d_both)} "
+            f"| {fmt(d_upd, 1)} | {ratio(rate, d_upd)} | {fmt(gflops, 1)} "
+            f"| {fmt(100 * gflops * 1e9 / peak, 1)} |"
+        )
+    print("\n| algo | MFLOP/update (analytic) | MFLOP/update (XLA) | chunk K | compile s "
+          "| cores busy (CPU/wall) | % of measured peak | % of theoretical peak |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        o = r["offrl"]
+        flops = o["updates_per_s"] * o["analytic_flops_per_update"]
+        print(
+            f"| {name} | {fmt(o['analytic_flops_per_update'] / 1e6, 1)} "
+            f"| {fmt(o['xla_flops_per_update'] / 1e6, 1)} | {o['chunk']} | {fmt(o['compile_s'], 1)} "
+            f"| {fmt(o['cpu_per_wall'], 2)} | {fmt(100 * flops / peaks['measured'], 1)} "
+            f"| {fmt(100 * flops / peaks['theoretical'], 1)} |"
+        )
+
+
+def print_notes(results: dict, d3rlpy_note: str) -> None:
+    print(
+        "\nNotes: offrl's rate is K updates fused in one compiled call with minibatch sampling"
+        " inside, median over calls. GFLOP/s counts the analytic matmul FLOPs (see"
+        " analytic_flops); XLA's count also includes elementwise ops and Adam, and counts"
+        " TD3+BC's actor branch (a lax.cond) on every step, though it runs every 2nd."
+    )
+    print(f"d3rlpy: {d3rlpy_note}")
+    for name, r in results.items():
+        d = r.get("d3rlpy")
+        if d:
+            rates = ", ".join(
+                f"{n} thread(s): {v['updates_per_s']:.1f} upd/s" for n, v in d["by_threads"].items()
+            )
+            print(f"  {name}: torch {rates}; CPU/wall {d['cpu_per_wall']:.2f}")
+
+
+def print_targets(results: dict, peak: float) -> None:
+    print("\nTargets: every algorithm >= 3x d3rlpy (fit-loop rate); TD3+BC >= 75% of peak.")
+    for name, r in results.items():
+        d = r.get("d3rlpy")
+        if d:
+            ratio = r["offrl"]["updates_per_s"] / d["updates_per_s"]
+            print(f"  {name}: {ratio:.1f}x d3rlpy -> {'met' if ratio >= 3 else 'NOT met'}")
+    if "td3_bc" in results:
+        o = results["td3_bc"]["offrl"]
+        pct = 100 * o["updates_per_s"] * o["analytic_flops_per_update"] / peak
+        print(f"  td3_bc: {pct:.1f}% of peak -> {'met' if pct >= 75 else 'NOT met'}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--algos", nargs="+", default=list(algos.NAMES), choices=algos.NAMES)
+    p.add_argument("--seconds", type=float, default=30.0, help="timing budget per algorithm")
+    p.add_argument(
+        "--d3rlpy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time d3rlpy when it is importable (default: yes)",
+    )
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        nargs="+",
+        default=sorted({1, CORES}),
+        help="torch thread counts to try for d3rlpy; the fastest is reported",
+    )
+    p.add_argument("--transitions", type=int, default=TRANSITIONS)
+    p.add_argument("--json", metavar="OUT", help="also write the results as JSON here")
+    return p.parse_args(argv)
+
+
+def environment() -> dict:
+    info = cpuinfo()
+    return {
+        "cpu": info.get("model name", platform.processor()),
+        "cores": CORES,
+        "load_avg_at_start": os.getloadavg(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "python": platform.python_version(),
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    env = environment()
+    print(f"{env['cpu']}, {CORES} cores, jax {env['jax']} ({env['backend']}), "
+          f"load average at start {env['load_avg_at_start'][0]:.2f}"
+          + (" — the machine is busy: numbers are noisy" if env["load_avg_at_start"][0] > 0.5
+             else ""))
+
+    theo, how = theoretical_peak()
+    meas = measured_peak()
+    peaks = {"measured": meas, "theoretical": theo, "small_matmul": small_matmul_rate()}
+    peak = max(meas, theo) if np.isfinite(theo) else meas
+    print(f"Peak FP32, measured: {meas / 1e9:.1f} GFLOP/s (best 4096^3 matmul in XLA)")
+    print(f"Peak FP32, theoretical: {theo / 1e9:.1f} GFLOP/s = {how}")
+    print(f"'% of peak' uses the larger, {peak / 1e9:.1f} GFLOP/s (the conservative choice).")
+    print(f"XLA on the update's shape (256x256 @ 256x256, chained): "
+          f"{peaks['small_matmul'] / 1e9:.1f} GFLOP/s")
+
+    ds = synthetic_dataset(args.transitions)
+    # One device copy for every algorithm: the transforms (standardizing, reward scaling)
+    # change values, not sizes, so the identity does for timing.
+    data = to_device(ds, make_transforms(ds, normalize_obs=False))
+    print(f"Dataset: {len(ds):,} synthetic transitions in memory; obs {OBS_DIM}, act {ACT_DIM}, "
+          f"MLPs {'-'.join(map(str, HIDDEN))}, batch {BATCH}")
+
+    libs, why = import_d3rlpy() if args.d3rlpy else (None, "skipped (--no-d3rlpy)")
+    d3_data, d3_note = None, why and f"not timed: {why}"
+    if libs:
+        start = time.perf_counter()
+        d3_data = d3rlpy_dataset(libs[0], ds)
+        d3_note = (
+            f"d3rlpy {libs[0].__version__}, torch {libs[1].__version__}, device cpu:0; "
+            f"the same {len(ds):,} transitions as an MDPDataset (built in "
+            f"{time.perf_counter() - start:.1f} s). Measured as the body of d3rlpy's fit loop: "
+            f"dataset.sample_transition_batch({BATCH}) then algo.update(batch), median over "
+            f"windows; 'update() alone' leaves the sampling out."
+        )
+
+    results: dict[str, dict] = {}
+    for name in args.algos:
+        print(f"timing {name} ...", file=sys.stderr, flush=True)
+        results[name] = {"offrl": bench_offrl(name, data, ds, args.seconds)}
+        if d3_data is not None:
+            results[name]["d3rlpy"] = bench_d3rlpy(
+                name, d3_data, libs, args.seconds, args.torch_threads
+            )
+
+    env["load_avg_at_end"] = os.getloadavg()
+    print_table(results, peak, peaks)
+    print_notes(results, d3_note)
+    print_targets(results, peak)
+    print(f"Load average at end: {env['load_avg_at_end'][0]:.2f}")
+    if args.json:
+        out = {"environment": env, "peaks": peaks, "peak_used": peak, "peak_how": how}
+        with open(args.json, "w") as f:
+            json.dump(out | {"d3rlpy": d3_note, "results": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

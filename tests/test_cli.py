@@ -1,0 +1,298 @@
+"""The command line: every bad input gives one line on stderr and exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from helpers import random_dataset
+
+from offrl import cli
+from offrl.data import io
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("offrl: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def columns(n: int = 100) -> dict[str, np.ndarray]:
+    ds = random_dataset(n=n, obs_dim=3, act_dim=1)
+    return {c: getattr(ds, c) for c in io.COLUMNS}
+
+
+def write_npz(path, **changes) -> str:
+    cols = columns() | changes
+    np.savez(path, **{k: v for k, v in cols.items() if v is not None})
+    return str(path)
+
+
+def write_h5(path, **changes) -> str:
+    cols = columns() | changes
+    with h5py.File(path, "w") as f:
+        for key, value in cols.items():
+            if value is not None:
+                f[key] = value
+    return str(path)
+
+
+def train_args(dataset: str, out, *extra: str) -> list[str]:
+    return [
+        "train",
+        "bc",
+        "--dataset",
+        dataset,
+        "--steps",
+        "10",
+        "--out",
+        str(out),
+        "--env",
+        "Pendulum-v1",
+        "--no-progress",
+        *extra,
+    ]
+
+
+BAD_DATASETS = {
+    "missing key": (write_h5, {"rewards": None}, ["'rewards'", "missing"]),
+    "NaN": (
+        write_npz,
+        {"rewards": np.where(np.arange(100) == 17, np.nan, 0.0)},
+        ["'rewards'", "NaN", "17"],
+    ),
+    "inf in observations": (
+        write_npz,
+        {"observations": np.full((100, 3), np.inf)},
+        ["'observations'"],
+    ),
+    "length mismatch": (write_npz, {"actions": np.zeros((99, 1), np.float32)}, ["'actions'"]),
+    "wrong dimensionality": (
+        write_h5,
+        {"observations": np.zeros((100, 3, 1), np.float32)},
+        ["'observations'"],
+    ),
+    "empty": (write_npz, {c: v[:0] for c, v in columns().items()}, ["empty"]),
+    "bad flags": (write_npz, {"terminals": np.full(100, 3.0)}, ["'terminals'"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_DATASETS)
+def test_bad_dataset_is_one_line_exit_2(case, tmp_path, capsys):
+    writer, changes, fragments = BAD_DATASETS[case]
+    path = writer(tmp_path / ("data.npz" if writer is write_npz else "data.hdf5"), **changes)
+    code, _, err = run_cli(capsys, *train_args(path, tmp_path / "run"))
+    assert_one_line_error(code, err, "data.", *fragments)
+    code, _, err = run_cli(capsys, "data", "info", path)
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_actions_outside_bounds_error_unless_clipping(tmp_path, capsys):
+    acts = np.full((100, 1), 1.5, np.float32)
+    path = write_npz(
+        tmp_path / "d.npz", actions=acts, action_low=np.array([-1.0]), action_high=np.array([1.0])
+    )
+    code, _, err = run_cli(capsys, *train_args(path, tmp_path / "run"))
+    assert_one_line_error(code, err, "'actions'")
+    code, out, err = run_cli(
+        capsys,
+        *train_args(
+            path, tmp_path / "run2", "--clip-actions", "--eval-episodes", "1", "--eval-every", "10"
+        ),
+    )
+    assert code == 0, err
+
+
+def test_episodes_of_length_one_are_legal(tmp_path, capsys):
+    cols = columns(20)
+    cols["timeouts"] = np.ones(20, bool)  # every transition is its own episode
+    path = tmp_path / "ones.npz"
+    np.savez(path, **cols)
+    code, out, err = run_cli(capsys, "data", "info", str(path))
+    assert code == 0, err
+    assert "episodes" in out and " 20" in out
+
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (
+            ["train", "bc", "--dataset", "no/such/file.npz", "--steps", "5", "--out", "x"],
+            ["no/such/file.npz", "built-in datasets"],
+        ),
+        (
+            ["train", "nope", "--dataset", "pendulum-expert", "--steps", "5", "--out", "x"],
+            ["invalid choice", "nope"],
+        ),
+        (["train", "bc", "--dataset", "pendulum-expert", "--out", "x"], ["--steps"]),
+        (
+            [
+                "train",
+                "bc",
+                "--dataset",
+                "pendulum-expert",
+                "--steps",
+                "5",
+                "--out",
+                "x",
+                "--set",
+                "alpah=1",
+            ],
+            ["alpah", "valid: variant"],
+        ),
+        (
+            [
+                "train",
+                "bc",
+                "--dataset",
+                "pendulum-expert",
+                "--steps",
+                "5",
+                "--out",
+                "x",
+                "--set",
+                "lr=fast",
+            ],
+            ["'lr'", "float"],
+        ),
+        (
+            [
+                "train",
+                "bc",
+                "--dataset",
+                "pendulum-expert",
+                "--steps",
+                "5",
+                "--out",
+                "x",
+                "--set",
+                "lr",
+            ],
+            ["key=value"],
+        ),
+        (
+            [
+                "train",
+                "bc",
+                "--dataset",
+                "pendulum-expert",
+                "--steps",
+                "5",
+                "--out",
+                "x",
+                "--set",
+                "variant=laplace",
+            ],
+            ["variant"],
+        ),
+        (
+            ["train", "bc", "--dataset", "pendulum-expert", "--steps", "0", "--out", "x"],
+            ["positive"],
+        ),
+        (["eval", "not/a/run"], ["not/a/run", "config.json"]),
+        (["data", "info", "notes.txt"], ["notes.txt", "unrecognized dataset format"]),
+    ],
+)
+def test_bad_arguments_are_one_line_exit_2(argv, fragments, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a dataset")
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_dataset_without_env_needs_env_flag(tmp_path, capsys):
+    path = write_h5(tmp_path / "d4rl.hdf5")
+    code, _, err = run_cli(
+        capsys, "train", "bc", "--dataset", path, "--steps", "5", "--out", str(tmp_path / "run")
+    )
+    assert_one_line_error(code, err, "--env")
+    code, _, err = run_cli(capsys, *train_args(path, tmp_path / "run2", "--env", "NoSuchEnv-v9"))
+    assert_one_line_error(code, err, "NoSuchEnv-v9")
+
+
+def test_non_empty_out_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    code, _, err = run_cli(
+        capsys, "train", "bc", "--dataset", "pendulum-expert", "--steps", "5", "--out", str(out)
+    )
+    assert_one_line_error(code, err, "not empty", "--resume", "--overwrite")
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "bc",
+        "--dataset",
+        "pendulum-expert",
+        "--steps",
+        "20",
+        "--out",
+        str(out),
+        "--eval-every",
+        "20",
+        "--eval-episodes",
+        "1",
+        "--set",
+        "hidden=8,8",
+        "--no-progress",
+    )
+    assert code == 0, err
+    (out / "checkpoint" / "state.msgpack").write_bytes(b"not msgpack")
+    code, _, err = run_cli(capsys, "eval", str(out))
+    assert_one_line_error(code, err, "state.msgpack")
+
+
+def test_train_eval_and_data_info_end_to_end(tmp_path):
+    """The installed entry point, in a subprocess, as a user runs it."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "offrl.cli"]
+    done = subprocess.run(
+        cmd
+        + [
+            "train",
+            "bc",
+            "--dataset",
+            "pendulum-expert",
+            "--steps",
+            "200",
+            "--out",
+            str(out),
+            "--eval-every",
+            "100",
+            "--eval-episodes",
+            "2",
+            "--set",
+            "hidden=16,16",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "normalized score" in done.stdout and str(out) in done.stdout
+    done = subprocess.run(
+        cmd + ["eval", str(out), "--episodes", "2"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "normalized score" in done.stdout, done.stderr
+    done = subprocess.run(cmd + ["data", "info", "pendulum-expert"], capture_output=True, text=True)
+    assert done.returncode == 0 and "transitions" in done.stdout and "20000" in done.stdout
