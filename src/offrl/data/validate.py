@@ -110,7 +110,8 @@ def validate(dataset: Dataset, source: str, clip_actions: bool = False) -> Datas
             raise fail(
                 "actions",
                 f"{count} values outside the action bounds (worst {acts[i, j]:g} at index {i}, "
-                f"column {j}, bounds [{lo[j]:g}, {hi[j]:g}]); pass --clip-actions (clip_actions=True) to clip them",
+                f"column {j}, bounds [{lo[j]:g}, {hi[j]:g}]); "
+                "pass --clip-actions (clip_actions=True) to clip them",
             )
         cols["actions"] = np.clip(acts, low, high).astype(np.float32)
         metadata = {**metadata, "clipped_actions": count}
