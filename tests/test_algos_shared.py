@@ -32,7 +32,7 @@ def train(name: str, steps: int = 6, seed: int = 0):
     algo, cfg, state, data = setup(name, seed)
     chunk = _CHUNKS.setdefault(name, core.make_update_chunk(algo, cfg, steps))
     state, metrics, finite = chunk(state, data, jax.random.key(seed + 1))
-    return algo, cfg, state, metrics, finite
+    return algo, cfg, state, core.chunk_metrics(metrics), finite
 
 
 @pytest.fixture(scope="module", params=algos.NAMES)

@@ -11,7 +11,7 @@ from helpers import random_dataset
 from scipy import stats
 
 from offrl.data.dataset import Dataset
-from offrl.data.transforms import make_transforms
+from offrl.data.transforms import Transforms, make_transforms
 from offrl.nets import QEnsemble
 from offrl.nets.policies import gaussian_log_prob, tanh_gaussian_log_prob, tanh_gaussian_sample
 
@@ -153,3 +153,17 @@ def test_reward_scaling_return_range():
 def test_unknown_reward_scaling_raises():
     with pytest.raises(ValueError, match="reward_scaling"):
         make_transforms(tiny_dataset([0.0] * 6), normalize_obs=False, reward_scaling="iql")
+
+
+def test_constant_action_dimension_maps_without_nan():
+    tf = Transforms(
+        jnp.zeros(1),
+        jnp.ones(1),
+        jnp.array([0.0, 2.0]),
+        jnp.array([1.0, 2.0]),
+        jnp.float32(1),
+        jnp.float32(0),
+    )
+    unit = tf.action_to_unit(jnp.array([[0.5, 2.0]]))
+    np.testing.assert_allclose(unit, [[0.0, -1.0]])
+    np.testing.assert_allclose(tf.action_to_env(unit), [[0.5, 2.0]])

@@ -208,3 +208,24 @@ def test_load_policy_acts_like_the_trained_state(finished_run):
     np.testing.assert_array_equal(policy(obs[0]), batch[0])
     result = policy.evaluate(episodes=2, seed=training._eval_seed(0))
     assert result["return_mean"] == pytest.approx(summary["final_return"], rel=1e-5)
+
+
+def test_chunk_of_critic_only_steps_is_not_divergence(tmp_path):
+    """TD3+BC's actor metrics are absent on a one-step chunk that ends on an odd step."""
+    summary = offrl.train(
+        "td3_bc",
+        DATASET,
+        steps=3,
+        out=tmp_path / "run",
+        overrides=SMALL,
+        eval_every=3,
+        eval_episodes=1,
+        chunk_size=1,
+        progress=False,
+    )
+    assert summary["status"] == "completed"
+    records = [
+        json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n") if ln
+    ]
+    train = {r["step"]: r for r in records if r["kind"] == "train"}
+    assert "actor_loss" in train[2] and "actor_loss" not in train[3] and "critic_loss" in train[3]

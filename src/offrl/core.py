@@ -118,8 +118,9 @@ def make_update_chunk(algo, cfg, num_steps: int):
 
     The key of step t is fold_in(base_key, t), so a run's randomness does not depend on how
     it is cut into chunks, and a resumed run replays exactly the steps it would have made.
-    Returns chunk(state, data, base_key) -> (state, metrics averaged over the chunk with NaNs
-    — steps where a part did not update — excluded, whether every parameter is finite).
+    Returns chunk(state, data, base_key) -> (state, (means, reported), finite): per metric its
+    mean over the steps that computed it and whether any did; whether every parameter is
+    finite. `chunk_metrics` turns the pair into a plain dict on the host.
     """
 
     @jax.jit
@@ -132,9 +133,19 @@ def make_update_chunk(algo, cfg, num_steps: int):
 
         # The dataset is closed over, not carried: a carried array may be copied every step.
         state, metrics = jax.lax.scan(body, state, None, num_steps)
-        return state, jax.tree_util.tree_map(jnp.nanmean, metrics), all_finite(state)
+        # Metrics a step did not compute (e.g. TD3's actor on critic-only steps) are NaN there;
+        # a metric no step of the chunk computed is dropped rather than reported as NaN.
+        reported = {k: jnp.any(~jnp.isnan(v)) for k, v in metrics.items()}
+        means = {k: jnp.nanmean(v) for k, v in metrics.items()}
+        return state, (means, reported), all_finite(state)
 
     return chunk
+
+
+def chunk_metrics(metrics: tuple[Metrics, Metrics]) -> dict[str, float]:
+    """Host-side metrics of one chunk, without those no step computed."""
+    means, reported = jax.device_get(metrics)
+    return {k: float(v) for k, v in means.items() if reported[k]}
 
 
 def all_finite(tree: Any) -> jnp.ndarray:

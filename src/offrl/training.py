@@ -23,7 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from offrl import algos, checkpoint
-from offrl.core import Spec, make_update_chunk, spec_from_dataset, to_device
+from offrl.core import Spec, chunk_metrics, make_update_chunk, spec_from_dataset, to_device
 from offrl.data import Dataset, load_dataset
 from offrl.data.transforms import Transforms, make_transforms
 from offrl.envs.registry import reference_scores
@@ -272,7 +272,7 @@ class _Trainer:
                 chunk = self._chunk_fn(end - step)
                 t0 = time.perf_counter()
                 new_state, metrics, finite = chunk(self.state, self.device_data, self.train_key)
-                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                metrics = chunk_metrics(metrics)
                 elapsed = time.perf_counter() - t0
                 self._guard(metrics, bool(finite), end)
                 ups = (end - step) / elapsed

@@ -11,7 +11,8 @@ with μ_θ(s) = tanh(MLP(s)) and a state-independent log σ (the Gaussian policy
 Update order: one policy gradient step per update.
 Acting: the deterministic output, or the Gaussian mean (a sample when deterministic=False).
 
-Defaults: 256-256 MLP, Adam lr 1e-3, batch 256, as d3rlpy's BC; observations standardized
+Defaults: 256-256 MLP and Adam lr 1e-3 as d3rlpy's BC; batch 256 (d3rlpy: 100) like the
+other algorithms; observations standardized
 with the dataset's mean/std as in TD3+BC's BC baseline.
 Deviations: none beyond the choice of defaults above.
 """

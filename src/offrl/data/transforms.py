@@ -27,13 +27,18 @@ class Transforms:
     def obs(self, obs: jnp.ndarray) -> jnp.ndarray:
         return (obs - self.obs_mean) / self.obs_std
 
+    def _act_span(self) -> jnp.ndarray:
+        # A dimension with low == high (a constant action) maps to -1 instead of NaN.
+        return jnp.where(self.act_high > self.act_low, self.act_high - self.act_low, 1.0)
+
     def action_to_unit(self, act: jnp.ndarray) -> jnp.ndarray:
         """Environment action -> [-1, 1]."""
-        return 2.0 * (act - self.act_low) / (self.act_high - self.act_low) - 1.0
+        return 2.0 * (act - self.act_low) / self._act_span() - 1.0
 
     def action_to_env(self, unit: jnp.ndarray) -> jnp.ndarray:
-        """[-1, 1] -> environment action."""
-        return self.act_low + (unit + 1.0) * 0.5 * (self.act_high - self.act_low)
+        """[-1, 1] -> environment action (low itself for a constant dimension)."""
+        span = jnp.where(self.act_high > self.act_low, self.act_high - self.act_low, 0.0)
+        return self.act_low + (unit + 1.0) * 0.5 * span
 
     def reward(self, rew: jnp.ndarray) -> jnp.ndarray:
         return rew * self.reward_scale + self.reward_shift
