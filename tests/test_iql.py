@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import random_dataset as _random_dataset
 
 from offrl import core
 from offrl.algos import iql
@@ -19,20 +20,7 @@ OBS_DIM, ACT_DIM, HIDDEN = 3, 2, (8, 8)
 
 
 def random_dataset(n: int = 200, episode_len: int = 50, seed: int = 0) -> Dataset:
-    rng = np.random.default_rng(seed)
-    obs = rng.normal(size=(n + 1, OBS_DIM)).astype(np.float32)
-    timeouts = np.zeros(n, bool)
-    timeouts[episode_len - 1 :: episode_len] = True
-    return Dataset(
-        observations=obs[:-1],
-        actions=rng.uniform(-1, 1, size=(n, ACT_DIM)).astype(np.float32),
-        rewards=rng.normal(size=n).astype(np.float32),
-        next_observations=obs[1:],
-        terminals=np.zeros(n, bool),
-        timeouts=timeouts,
-        action_low=-np.ones(ACT_DIM, np.float32),
-        action_high=np.ones(ACT_DIM, np.float32),
-    )
+    return _random_dataset(n, OBS_DIM, ACT_DIM, episode_len, seed)
 
 
 def make_state(cfg: iql.Config, dataset: Dataset):
