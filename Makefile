@@ -32,11 +32,12 @@ lint: setup
 bench-setup: setup
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/python -m pip install --quiet --upgrade pip
+	.venv-bench/bin/python -m pip install --quiet -e .
 	.venv-bench/bin/python -m pip install --quiet torch==2.13.0
 	.venv-bench/bin/python -m pip install --quiet -e '.[bench]'
 
 bench:
-	$(BIN)/python benchmarks/speed.py
+	$(if $(wildcard .venv-bench/bin/python),.venv-bench/bin/python,$(BIN)/python) benchmarks/speed.py
 
 clean:
 	rm -rf $(VENV) .venv-bench runs

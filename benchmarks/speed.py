@@ -536,9 +536,10 @@ def main(argv: list[str] | None = None) -> int:
         f"MLPs {'-'.join(map(str, HIDDEN))}, batch {BATCH}"
     )
 
-    libs, why = import_d3rlpy() if args.d3rlpy else (None, "skipped (--no-d3rlpy)")
-    hint = "pip install torch==2.13.0 (CPU wheel), then pip install -e '.[bench]'"
-    d3_data, d3_note = None, why and f"not timed ({why}); to include it: {hint}"
+    hint = "pip install torch==2.13.0 (the CPU wheel), then pip install -e '.[bench]'"
+    libs, why = import_d3rlpy() if args.d3rlpy else (None, "")
+    d3_note = f"not timed ({why}); to include it: {hint}" if why else "skipped (--no-d3rlpy)"
+    d3_data = None
     if libs:
         start = time.perf_counter()
         d3_data = d3rlpy_dataset(libs[0], ds)

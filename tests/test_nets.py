@@ -167,3 +167,16 @@ def test_constant_action_dimension_maps_without_nan():
     unit = tf.action_to_unit(jnp.array([[0.5, 2.0]]))
     np.testing.assert_allclose(unit, [[0.0, -1.0]])
     np.testing.assert_allclose(tf.action_to_env(unit), [[0.5, 2.0]])
+
+
+def test_ensemble_member_matches_the_ensemble_output():
+    from offrl.nets import QNet, ensemble_member
+
+    module = QEnsemble((8, 8), num=3)
+    obs, act = jnp.ones((4, 3)), jnp.zeros((4, 2))
+    params = module.init(jax.random.key(0), obs, act)
+    full = module.apply(params, obs, act)
+    for i in range(3):
+        np.testing.assert_allclose(
+            QNet((8, 8)).apply(ensemble_member(params, i), obs, act), full[i], rtol=1e-6
+        )

@@ -30,7 +30,7 @@ from flax.training.train_state import TrainState
 
 from offrl.core import Batch, Metrics, Spec, adam, gradient_step, make_model, polyak, td_target
 from offrl.data.transforms import Transforms
-from offrl.nets import DeterministicPolicy, QEnsemble
+from offrl.nets import DeterministicPolicy, QEnsemble, QNet, ensemble_member
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,8 @@ def critic_loss(params, state: State, batch: Batch, cfg: Config, key: jax.Array)
 
 def actor_loss(params, state: State, batch: Batch, cfg: Config):
     pi = state.actor.apply_fn(params, batch.obs)
-    q = state.critic.apply_fn(state.critic.params, batch.obs, pi)[0]
+    q1 = ensemble_member(state.critic.params, 0)
+    q = QNet(cfg.hidden).apply(q1, batch.obs, pi)
     lmbda = bc_weight(q, cfg.alpha)
     bc = jnp.mean((pi - batch.act) ** 2)
     loss = -lmbda * q.mean() + bc

@@ -1,11 +1,13 @@
 """Networks shared by the algorithms."""
 
-from offrl.nets.mlp import MLP, QEnsemble, ValueNet
+from offrl.nets.mlp import MLP, QEnsemble, QNet, ValueNet, ensemble_member
 from offrl.nets.policies import DeterministicPolicy, GaussianPolicy, TanhGaussianPolicy
 
 __all__ = [
     "MLP",
     "QEnsemble",
+    "QNet",
+    "ensemble_member",
     "ValueNet",
     "DeterministicPolicy",
     "GaussianPolicy",

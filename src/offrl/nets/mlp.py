@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 
@@ -52,6 +53,13 @@ class QEnsemble(nn.Module):
             axis_size=self.num,
         )
         return ensemble(self.hidden, self.layer_norm)(obs, act)
+
+
+def ensemble_member(params: dict, index: int) -> dict:
+    """One member's parameters of a QEnsemble, to apply with QNet: evaluating a single
+    critic (TD3's actor loss reads Q1 only) without paying for the whole ensemble."""
+    members = params["params"]["VmapQNet_0"]
+    return {"params": jax.tree_util.tree_map(lambda p: p[index], members)}
 
 
 class ValueNet(nn.Module):
