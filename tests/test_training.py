@@ -229,3 +229,31 @@ def test_chunk_of_critic_only_steps_is_not_divergence(tmp_path):
     ]
     train = {r["step"]: r for r in records if r["kind"] == "train"}
     assert "actor_loss" in train[2] and "actor_loss" not in train[3] and "critic_loss" in train[3]
+
+
+def test_d4rl_file_trains_and_evaluates_in_mujoco(tmp_path):
+    """A D4RL-layout file names no environment: --env picks the MuJoCo one, and the
+    normalized score uses D4RL's published Hopper references."""
+    from helpers import random_dataset
+
+    from offrl.data import io
+    from offrl.envs.registry import REFERENCE_RETURNS
+
+    path = tmp_path / "hopper.hdf5"
+    io.write_d4rl(random_dataset(n=300, obs_dim=11, act_dim=3), path)
+    summary = offrl.train(
+        "td3_bc",
+        str(path),
+        steps=20,
+        out=tmp_path / "run",
+        env="Hopper-v5",
+        overrides={"hidden": (8, 8), "batch_size": 16},
+        eval_every=20,
+        eval_episodes=1,
+        chunk_size=10,
+        progress=False,
+    )
+    low, high = REFERENCE_RETURNS["Hopper"]
+    expected = 100 * (summary["final_return"] - low) / (high - low)
+    assert summary["env_id"] == "Hopper-v5"
+    assert summary["final_normalized_score"] == pytest.approx(expected)
