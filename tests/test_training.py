@@ -257,3 +257,11 @@ def test_d4rl_file_trains_and_evaluates_in_mujoco(tmp_path):
     expected = 100 * (summary["final_return"] - low) / (high - low)
     assert summary["env_id"] == "Hopper-v5"
     assert summary["final_normalized_score"] == pytest.approx(expected)
+
+
+def test_resume_refuses_a_different_configuration(finished_run):
+    out, _ = finished_run
+    with pytest.raises(ConfigError, match="cannot resume it as td3_bc"):
+        offrl.train("td3_bc", DATASET, steps=400, out=out, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="--set cannot change"):
+        short_run(out, resume=True, overrides={"lr": 0.5})

@@ -183,6 +183,7 @@ def train(
     resuming = prepare_run_dir(out, resume, overwrite)
     if resuming:
         run = RunConfig(**json.loads((out / CONFIG_FILE).read_text()))
+        _check_resume_matches(run, algo, dataset, overrides, out)
         run = dataclasses.replace(run, steps=max(steps, run.steps) if steps else run.steps)
     else:
         run = RunConfig(
@@ -202,6 +203,18 @@ def train(
     run = _complete_run_config(run, data, cfg)
     checkpoint.atomic_write_json(out / CONFIG_FILE, dataclasses.asdict(run))
     return _Trainer(run, cfg, data, out, progress).run(started)
+
+
+def _check_resume_matches(run: RunConfig, algo: str, dataset, overrides, out: Path) -> None:
+    """A resumed run keeps its saved configuration; a different one asked for is an error."""
+    if algo != run.algo or str(dataset) != run.dataset:
+        raise ConfigError(
+            f"{out}: the run is {run.algo} on {run.dataset}; "
+            f"cannot resume it as {algo} on {dataset}"
+        )
+    saved = make_algo_config(run.algo, run.algo_config)
+    if overrides and make_algo_config(algo, dict(run.algo_config) | overrides) != saved:
+        raise ConfigError(f"{out}: --set cannot change the configuration of a run being resumed")
 
 
 def _complete_run_config(run: RunConfig, data: Dataset, cfg) -> RunConfig:
