@@ -302,7 +302,7 @@ class _Trainer:
         if last_eval is None:  # resumed a run that had already finished
             last_eval = self._evaluate(step)
         self.meta["wall_seconds"] = self.wall_before + time.perf_counter() - started
-        summary = self._summary(last_eval, started)
+        summary = self._summary(last_eval)
         checkpoint.atomic_write_json(self.out / SUMMARY_FILE, summary)
         from offrl.plot import plot_curves
 
@@ -314,12 +314,21 @@ class _Trainer:
         if not bad and params_finite:
             return
         what = f"metric(s) {', '.join(bad)}" if bad else "parameters"
-        kept = int(self.state.step)
-        summary = {"status": "diverged", "diverged_at_step": step, "last_good_step": kept}
+        good, saved = int(self.state.step), self.meta.get("step")
+        summary = {
+            "status": "diverged",
+            "diverged_at_step": step,
+            "last_good_step": good,
+            "checkpoint_step": saved,
+        }
         checkpoint.atomic_write_json(self.out / SUMMARY_FILE, self._base_summary() | summary)
+        kept = (
+            f"the last good checkpoint (step {saved}) is kept in {self.ckpt_dir}"
+            if saved is not None
+            else "no checkpoint had been written yet"
+        )
         raise DivergenceError(
-            f"training diverged between steps {kept} and {step}: {what} became NaN/inf; "
-            f"the last good checkpoint (step {kept}) is kept in {self.ckpt_dir}"
+            f"training diverged between steps {good} and {step}: {what} became NaN/inf; {kept}"
         )
 
     def _evaluate(self, step: int) -> dict[str, float]:
@@ -349,7 +358,7 @@ class _Trainer:
             "seed": run.seed,
         }
 
-    def _summary(self, final: dict, started: float) -> dict:
+    def _summary(self, final: dict) -> dict:
         evals = [json.loads(ln) for ln in (self.out / METRICS_FILE).read_text().splitlines()]
         scores = [e.get("normalized_score") for e in evals if e["kind"] == "eval"]
         train_seconds = self.meta["train_seconds"]
