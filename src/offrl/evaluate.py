@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -12,9 +13,15 @@ from offrl.envs.registry import normalized_score
 from offrl.envs.rollout import BatchPolicy, rollout
 
 
+@functools.lru_cache(maxsize=32)
+def compiled_act(algo, cfg, deterministic: bool):
+    """`algo.act` jitted once per (algorithm, config): every evaluation of a run reuses it."""
+    return jax.jit(lambda state, obs, key: algo.act(cfg, state, obs, key, deterministic))
+
+
 def jax_policy(algo, cfg, state: Any, deterministic: bool = True, seed: int = 0) -> BatchPolicy:
-    """Wrap `algo.act` as a numpy batch policy; the act function is compiled once."""
-    act = jax.jit(lambda s, obs, key: algo.act(cfg, s, obs, key, deterministic))
+    """Wrap `algo.act` as a numpy batch policy."""
+    act = compiled_act(algo, cfg, deterministic)
     key = jax.random.key(seed)
 
     def policy(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:

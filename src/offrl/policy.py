@@ -11,7 +11,7 @@ import numpy as np
 
 from offrl import checkpoint
 from offrl.errors import ConfigError
-from offrl.evaluate import evaluate, jax_policy
+from offrl.evaluate import compiled_act, evaluate, jax_policy
 
 
 class Policy:
@@ -19,7 +19,7 @@ class Policy:
 
     def __init__(self, algo, cfg, state, run: dict):
         self.algo, self.cfg, self.state, self.run = algo, cfg, state, run
-        self._act = jax.jit(lambda s, obs: algo.act(cfg, s, obs, jax.random.key(0), True))
+        self._act = compiled_act(algo, cfg, True)
 
     @property
     def env_id(self) -> str:
@@ -32,7 +32,7 @@ class Policy:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, np.float32)
         single = obs.ndim == 1
-        act = np.asarray(self._act(self.state, jnp.atleast_2d(obs)))
+        act = np.asarray(self._act(self.state, jnp.atleast_2d(obs), jax.random.key(0)))
         return act[0] if single else act
 
     def evaluate(self, episodes: int = 10, seed: int = 0) -> dict[str, float]:
