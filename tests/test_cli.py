@@ -128,86 +128,28 @@ def test_episodes_of_length_one_are_legal(tmp_path, capsys):
     assert "episodes" in out and " 20" in out
 
 
+# fmt: off
+TRAIN = ["train", "bc", "--dataset", "pendulum-expert", "--out", "x"]
+
+
 @pytest.mark.parametrize(
     "argv, fragments",
     [
-        (
-            ["train", "bc", "--dataset", "no/such/file.npz", "--steps", "5", "--out", "x"],
-            ["no/such/file.npz", "built-in datasets"],
-        ),
-        (
-            ["train", "nope", "--dataset", "pendulum-expert", "--steps", "5", "--out", "x"],
-            ["invalid choice", "nope"],
-        ),
-        (["train", "bc", "--dataset", "pendulum-expert", "--out", "x"], ["--steps"]),
-        (
-            [
-                "train",
-                "bc",
-                "--dataset",
-                "pendulum-expert",
-                "--steps",
-                "5",
-                "--out",
-                "x",
-                "--set",
-                "alpah=1",
-            ],
-            ["alpah", "valid: variant"],
-        ),
-        (
-            [
-                "train",
-                "bc",
-                "--dataset",
-                "pendulum-expert",
-                "--steps",
-                "5",
-                "--out",
-                "x",
-                "--set",
-                "lr=fast",
-            ],
-            ["'lr'", "float"],
-        ),
-        (
-            [
-                "train",
-                "bc",
-                "--dataset",
-                "pendulum-expert",
-                "--steps",
-                "5",
-                "--out",
-                "x",
-                "--set",
-                "lr",
-            ],
-            ["key=value"],
-        ),
-        (
-            [
-                "train",
-                "bc",
-                "--dataset",
-                "pendulum-expert",
-                "--steps",
-                "5",
-                "--out",
-                "x",
-                "--set",
-                "variant=laplace",
-            ],
-            ["variant"],
-        ),
-        (
-            ["train", "bc", "--dataset", "pendulum-expert", "--steps", "0", "--out", "x"],
-            ["positive"],
-        ),
+        (["train", "bc", "--dataset", "no/such/file.npz", "--steps", "5", "--out", "x"],
+         ["no/such/file.npz", "built-in datasets"]),
+        (["train", "nope", "--dataset", "pendulum-expert", "--steps", "5", "--out", "x"],
+         ["invalid choice", "nope"]),
+        (TRAIN, ["--steps"]),
+        (TRAIN + ["--steps", "5", "--set", "alpah=1"], ["alpah", "valid: variant"]),
+        (TRAIN + ["--steps", "5", "--set", "lr=fast"], ["'lr'", "float"]),
+        (TRAIN + ["--steps", "5", "--set", "lr"], ["key=value"]),
+        (TRAIN + ["--steps", "5", "--set", "variant=laplace"], ["variant"]),
+        (TRAIN + ["--steps", "0"], ["positive"]),
         (["eval", "not/a/run"], ["not/a/run", "config.json"]),
         (["data", "info", "notes.txt"], ["notes.txt", "unrecognized dataset format"]),
     ],
 )
+# fmt: on
 def test_bad_arguments_are_one_line_exit_2(argv, fragments, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("not a dataset")
