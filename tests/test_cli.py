@@ -238,3 +238,15 @@ def test_train_eval_and_data_info_end_to_end(tmp_path):
     assert done.returncode == 0 and "normalized score" in done.stdout, done.stderr
     done = subprocess.run(cmd + ["data", "info", "pendulum-expert"], capture_output=True, text=True)
     assert done.returncode == 0 and "transitions" in done.stdout and "20000" in done.stdout
+
+
+def test_demo_never_replaces_an_earlier_run(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--steps", "20", "--eval-every", "20",
+            "--eval-episodes", "1", "--no-progress"]
+    assert run_cli(capsys, *argv)[0] == 0
+    first = (out / "summary.json").read_text()
+    code, stdout, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert (out / "summary.json").read_text() == first
+    assert (tmp_path / "demo-1" / "summary.json").exists() and "demo-1" in stdout

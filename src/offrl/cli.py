@@ -106,20 +106,29 @@ def cmd_train(args) -> None:
 def cmd_demo(args) -> None:
     from offrl.training import train
 
+    out = _fresh_dir(args.out)  # a demo run never replaces an earlier result
     print(f"offrl demo: {DEMO_ALGO} on the built-in {DEMO_DATASET} dataset ({args.steps} updates)")
     summary = train(
         DEMO_ALGO,
         DEMO_DATASET,
         steps=args.steps,
         seed=args.seed,
-        out=args.out,
-        overwrite=True,
+        out=out,
         eval_every=args.eval_every,
         eval_episodes=args.eval_episodes,
         chunk_size=args.chunk_size,
         progress=not args.no_progress,
     )
-    _print_summary(summary, args.out)
+    _print_summary(summary, out)
+
+
+def _fresh_dir(base: Path) -> Path:
+    """`base` if it is absent or empty, else the first of base-1, base-2, ... that is."""
+    candidate, n = base, 0
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
 
 
 def _print_summary(summary: dict, out: Path) -> None:
