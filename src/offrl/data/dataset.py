@@ -82,6 +82,12 @@ class Dataset:
         """Join datasets episode-wise; the first part supplies env and bounds by default."""
         first = parts[0]
         cols = {c: np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS}
+        # A part's last episode ends with the part: mark it, or it would run into the next.
+        lengths = np.array([len(p) for p in parts])
+        part_ends = (np.cumsum(lengths) - 1)[lengths > 0]
+        open_ends = part_ends[~(cols["terminals"][part_ends] | cols["timeouts"][part_ends])]
+        cols["timeouts"] = cols["timeouts"].copy()
+        cols["timeouts"][open_ends] = True
         keep = dict(env_id=first.env_id, action_low=first.action_low, action_high=first.action_high)
         return cls(**cols, **(keep | fields))
 
@@ -111,4 +117,12 @@ class Dataset:
             "action_high": high.round(4).tolist(),
             "ref_min_score": self.ref_min_score,
             "ref_max_score": self.ref_max_score,
+            "normalized_return_mean": self.normalized_return_mean(),
         }
+
+    def normalized_return_mean(self) -> float | None:
+        """The dataset's mean episode return on the normalized scale, when references exist."""
+        if self.ref_min_score is None or self.ref_max_score is None or not len(self):
+            return None
+        span = self.ref_max_score - self.ref_min_score
+        return float(100.0 * (self.episode_returns().mean() - self.ref_min_score) / span)
