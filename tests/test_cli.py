@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -250,3 +251,13 @@ def test_demo_never_replaces_an_earlier_run(tmp_path, capsys):
     assert code == 0, err
     assert (out / "summary.json").read_text() == first
     assert (tmp_path / "demo-1" / "summary.json").exists() and "demo-1" in stdout
+
+
+def test_resume_without_steps_continues_to_the_saved_total(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "bc", "--dataset", "pendulum-expert", "--out", str(out), "--eval-every",
+            "20", "--eval-episodes", "1", "--set", "hidden=8,8", "--no-progress"]
+    assert run_cli(capsys, *base, "--steps", "40")[0] == 0
+    code, _, err = run_cli(capsys, *base, "--resume")
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["steps"] == 40

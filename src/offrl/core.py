@@ -13,7 +13,6 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax.training.train_state import TrainState
 
@@ -98,19 +97,6 @@ def td_target(batch: Batch, next_value: jnp.ndarray, discount: float) -> jnp.nda
 
 def spec_from_dataset(dataset: Dataset, tf: Transforms) -> Spec:
     return Spec(obs_dim=dataset.obs_dim, act_dim=dataset.act_dim, transforms=tf)
-
-
-def fake_batch(spec_or_dims, batch_size: int = 1) -> Batch:
-    """Zeros of the right shapes, for `init`."""
-    obs_dim, act_dim = spec_or_dims.obs_dim, spec_or_dims.act_dim
-    z = np.zeros
-    return Batch(
-        z((batch_size, obs_dim), np.float32),
-        z((batch_size, act_dim), np.float32),
-        z((batch_size,), np.float32),
-        z((batch_size, obs_dim), np.float32),
-        z((batch_size,), np.float32),
-    )
 
 
 def make_update_chunk(algo, cfg, num_steps: int):

@@ -178,7 +178,8 @@ def train(
     """Train `algo` on `dataset` for `steps` updates; returns the summary (also summary.json)."""
     started = time.perf_counter()
     out = Path(out)
-    if steps <= 0 or eval_every <= 0 or chunk_size <= 0 or eval_episodes <= 0:
+    if (steps <= 0 and not resume) or eval_every <= 0 or chunk_size <= 0 or eval_episodes <= 0:
+        # On --resume, steps = 0 means "as many as the run was started with".
         raise ConfigError("steps, eval_every, chunk_size and eval_episodes must be positive")
     resuming = prepare_run_dir(out, resume, overwrite)
     if resuming:
