@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from offrl.atomic import atomic_path  # noqa: E402
+
 LOSS_KEYS = ("critic_loss", "value_loss", "actor_loss", "bc_loss", "cql_penalty", "q_mean")
 
 
@@ -34,7 +36,6 @@ def plot_curves(metrics_path: Path, out_path: Path, title: str = "") -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
-    tmp.replace(out_path)

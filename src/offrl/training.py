@@ -23,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from offrl import algos, checkpoint
+from offrl.atomic import atomic_write, atomic_write_json
 from offrl.core import Spec, chunk_metrics, make_update_chunk, spec_from_dataset, to_device
 from offrl.data import Dataset, load_dataset
 from offrl.data.transforms import Transforms, make_transforms
@@ -153,7 +154,7 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     keep = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= last_step]
-    checkpoint.atomic_write(path, "".join(ln + "\n" for ln in keep).encode())
+    atomic_write(path, "".join(ln + "\n" for ln in keep).encode())
 
 
 # --------------------------------------------------------------------------- the loop
@@ -202,7 +203,7 @@ def train(
     cfg = make_algo_config(run.algo, run.algo_config)
     data = load_dataset(run.dataset, clip_actions=run.clip_actions)
     run = _complete_run_config(run, data, cfg)
-    checkpoint.atomic_write_json(out / CONFIG_FILE, dataclasses.asdict(run))
+    atomic_write_json(out / CONFIG_FILE, dataclasses.asdict(run))
     return _Trainer(run, cfg, data, out, progress).run(started)
 
 
@@ -304,7 +305,7 @@ class _Trainer:
             last_eval = self._evaluate(step)
         self.meta["wall_seconds"] = self.wall_before + time.perf_counter() - started
         summary = self._summary(last_eval)
-        checkpoint.atomic_write_json(self.out / SUMMARY_FILE, summary)
+        atomic_write_json(self.out / SUMMARY_FILE, summary)
         from offrl.plot import plot_curves
 
         plot_curves(self.out / METRICS_FILE, self.out / CURVE_FILE, title=_title(run))
@@ -322,7 +323,7 @@ class _Trainer:
             "last_good_step": good,
             "checkpoint_step": saved,
         }
-        checkpoint.atomic_write_json(self.out / SUMMARY_FILE, self._base_summary() | summary)
+        atomic_write_json(self.out / SUMMARY_FILE, self._base_summary() | summary)
         kept = (
             f"the last good checkpoint (step {saved}) is kept in {self.ckpt_dir}"
             if saved is not None

@@ -63,6 +63,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from offrl.atomic import atomic_path
 from offrl.data.dataset import COLUMNS, Dataset
 from offrl.data.validate import validate
 from offrl.errors import DataError
@@ -707,21 +708,13 @@ def _replace_dir(tmp: Path, target: Path, overwrite: bool) -> None:
 
 @contextlib.contextmanager
 def _atomic_file(final: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temp path next to `final`; rename it onto `final` when the block succeeds."""
+    """`atomic_path`, after refusing to replace an existing dataset unless asked."""
     if final.is_dir():
         raise DataError(f"{final}: is a directory")
     if final.exists() and not overwrite:
         raise DataError(f"{final}: already exists; pass overwrite=True to replace it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    with atomic_path(final) as tmp:
         yield tmp
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager
