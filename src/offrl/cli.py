@@ -162,8 +162,7 @@ def cmd_data(args) -> None:
 
     if args.data_command == "list":
         for name in builtin.NAMES:
-            cached = (builtin.home() / "datasets" / name / "data" / "main_data.hdf5").exists()
-            print(f"{name:28s} {'cached' if cached else 'made on first use'}")
+            print(f"{name:28s} {'cached' if builtin.is_cached(name) else 'made on first use'}")
         return
     info = load_dataset(args.source).info()
     if args.json:

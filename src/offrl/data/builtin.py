@@ -64,6 +64,14 @@ def home() -> Path:
     return Path(os.environ.get("OFFRL_HOME") or platformdirs.user_cache_dir("offrl"))
 
 
+def cache_path(name: str) -> Path:
+    return home() / "datasets" / name
+
+
+def is_cached(name: str) -> bool:
+    return (cache_path(name) / "data" / "main_data.hdf5").exists()
+
+
 def generate(name: str) -> Dataset:
     """Make the named dataset from its behaviour policy (deterministic)."""
     kinds = name.removeprefix("pendulum-")
@@ -84,7 +92,7 @@ def load(name: str) -> Dataset:
     """The cached dataset, generating and caching it on first use."""
     from offrl.data import io  # io imports validation; keep builtin importable without h5py use
 
-    path = home() / "datasets" / name
-    if not (path / "data" / "main_data.hdf5").exists():
+    path = cache_path(name)
+    if not is_cached(name):
         io.write_minari(generate(name), path, dataset_id=f"offrl/{name}-v0")
     return io.read(path).replace(name=name)
