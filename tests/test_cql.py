@@ -11,7 +11,7 @@ import pytest
 from helpers import random_dataset
 
 from offrl import core
-from offrl.algos import cql
+from offrl.algos import cql, sac
 from offrl.data.transforms import make_transforms
 from offrl.nets.policies import tanh_gaussian_sample
 
@@ -81,12 +81,12 @@ def test_entropy_alpha_moves_against_the_entropy_gap(base):
     (state, batch), cfg = base, config()
     key = jax.random.PRNGKey(2)
     # A fresh policy (std ≈ 1) has entropy far above H̄ = -|A| = -2: α decreases.
-    log_alpha, m = core.gradient_step(state.log_alpha, cql.alpha_loss, state, batch, cfg, key)
+    log_alpha, m = core.gradient_step(state.log_alpha, sac.alpha_loss, state, batch, cfg, key)
     assert float(m["entropy"]) > -ACT_DIM
     assert float(log_alpha.params["value"]) < 0.0
     # With a target above the entropy, α increases.
     high = config(target_entropy=100.0)
-    log_alpha, _ = core.gradient_step(state.log_alpha, cql.alpha_loss, state, batch, high, key)
+    log_alpha, _ = core.gradient_step(state.log_alpha, sac.alpha_loss, state, batch, high, key)
     assert float(log_alpha.params["value"]) > 0.0
 
 

@@ -64,6 +64,29 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON")
     data_sub.add_parser("list", help="the built-in datasets")
 
+    behavior = sub.add_parser("behavior", help="online behaviour agents that make the datasets")
+    behavior_sub = behavior.add_subparsers(
+        dest="behavior_command", required=True, parser_class=_Parser
+    )
+    btrain = behavior_sub.add_parser("train", help="train SAC/TD3/DDPG online in ENV")
+    btrain.add_argument("env", help="gymnasium id, e.g. Hopper-v5")
+    btrain.add_argument("--algo", choices=("sac", "td3", "ddpg"), default="sac")
+    btrain.add_argument("--steps", type=int, help="environment steps (default: per environment)")
+    btrain.add_argument("--seed", type=int, default=0)
+    btrain.add_argument("--start-steps", type=int, help="uniform random actions first")
+    btrain.add_argument("--snapshot-every", type=int, help="policy snapshot interval")
+    btrain.add_argument("--checkpoint-every", type=int, help="resumable checkpoint interval")
+    btrain.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of the algorithm's Config, e.g. expl_noise=0.5",
+    )
+    btrain.add_argument("--out", type=Path, help="run directory (default runs/behavior/...)")
+    btrain.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    btrain.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     demo = sub.add_parser("demo", help=f"{DEMO_ALGO} on {DEMO_DATASET}: make, train, evaluate")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--steps", type=int, default=DEMO_STEPS)
@@ -173,7 +196,39 @@ def cmd_data(args) -> None:
         print(f"{key:{width}s}  {value}")
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "demo": cmd_demo}
+def cmd_behavior(args) -> None:
+    from offrl.behavior.online import default_config, train_behavior
+    from offrl.training import make_algo_config, parse_overrides
+
+    overrides = parse_overrides(args.set)
+    make_algo_config(args.algo, overrides)  # unknown or mistyped fields fail here, before a run
+    bc = default_config(
+        args.env,
+        algo=args.algo,
+        steps=args.steps,
+        seed=args.seed,
+        start_steps=args.start_steps,
+        snapshot_every=args.snapshot_every,
+        checkpoint_every=args.checkpoint_every,
+        algo_config=overrides,
+    )
+    out = args.out or Path("runs/behavior") / f"{args.env}-{args.algo}-seed{args.seed}"
+    summary = train_behavior(bc, out, resume=args.resume, progress=not args.no_progress)
+    last = summary["snapshots"][-1] if summary["snapshots"] else {}
+    print(
+        f"{args.env} {args.algo}: {summary['steps']} steps, "
+        f"{summary['steps_per_second']:.0f} steps/s; last snapshot return "
+        f"{last.get('return_mean', float('nan')):.1f}; run directory {out}"
+    )
+
+
+COMMANDS = {
+    "behavior": cmd_behavior,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "data": cmd_data,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

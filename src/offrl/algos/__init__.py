@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("bc", "td3_bc", "iql", "cql")
+NAMES = ("bc", "td3_bc", "iql", "cql", "sac", "td3", "ddpg")
 
 
 def get(name: str) -> ModuleType:

@@ -65,6 +65,8 @@ import jax
 import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
+from offrl.algos import sac
+from offrl.algos.sac import scalar_param
 from offrl.core import Batch, Metrics, Spec, adam, gradient_step, make_model, polyak, td_target
 from offrl.data.transforms import Transforms
 from offrl.nets import QEnsemble, TanhGaussianPolicy
@@ -110,12 +112,6 @@ class State:
     step: jnp.ndarray
 
 
-def _scalar(value: float, lr: float) -> TrainState:
-    """A learned scalar: params {"value": ()} (TrainState needs a dict) with its own Adam."""
-    params = {"value": jnp.asarray(value, jnp.float32)}
-    return TrainState.create(apply_fn=None, params=params, tx=adam(lr))
-
-
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     k_actor, k_critic = jax.random.split(key)
     obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
@@ -127,8 +123,8 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
         actor=actor,
         critic=critic,
         target_critic=critic.params,
-        log_alpha=_scalar(jnp.log(cfg.init_alpha), cfg.actor_lr),
-        log_alpha_prime=_scalar(0.0, cfg.critic_lr),
+        log_alpha=scalar_param(jnp.log(cfg.init_alpha), cfg.actor_lr),
+        log_alpha_prime=scalar_param(0.0, cfg.critic_lr),
         tf=spec.transforms,
         step=jnp.zeros((), jnp.int32),
     )
@@ -165,24 +161,15 @@ def _alpha_prime(log_alpha_prime: dict) -> jnp.ndarray:
     return jnp.clip(jnp.exp(log_alpha_prime["value"]), 0.0, ALPHA_PRIME_MAX)
 
 
-def alpha_loss(log_alpha, state: State, batch: Batch, cfg: Config, key: jax.Array):
-    mean, log_std = state.actor.apply_fn(state.actor.params, batch.obs)
-    _, log_pi = tanh_gaussian_sample(key, mean, log_std)
-    target = -batch.act.shape[-1] if cfg.target_entropy is None else cfg.target_entropy
-    entropy = -jnp.mean(log_pi)
-    loss = log_alpha["value"] * jax.lax.stop_gradient(entropy - target)  # = -log α E[log π + H̄]
-    return loss, {"alpha_loss": loss, "entropy": entropy}
-
-
 def actor_loss(params, state: State, batch: Batch, cfg: Config, key: jax.Array, alpha):
-    mean, log_std = state.actor.apply_fn(params, batch.obs)
-    pi, log_pi = tanh_gaussian_sample(key, mean, log_std)
-    q = state.critic.apply_fn(state.critic.params, batch.obs, pi).min(axis=0)
-    loss = jnp.mean(alpha * log_pi - q)
-    if cfg.bc_warmup_steps > 0:  # BC warm start: maximize log π(a_data|s) instead of Q
+    """SAC's actor loss; the first `bc_warmup_steps` updates maximize log π(a_data|s) instead."""
+    loss, metrics = sac.actor_loss(params, state, batch, cfg, key, alpha)
+    if cfg.bc_warmup_steps > 0:
+        mean, log_std = state.actor.apply_fn(params, batch.obs)
+        _, log_pi = tanh_gaussian_sample(key, mean, log_std)
         bc = jnp.mean(alpha * log_pi - tanh_gaussian_log_prob(batch.act, mean, log_std))
         loss = jnp.where(state.step < cfg.bc_warmup_steps, bc, loss)
-    return loss, {"actor_loss": loss, "log_std": jnp.mean(log_std)}
+    return loss, metrics | {"actor_loss": loss}
 
 
 def critic_loss(params, state: State, batch: Batch, cfg: Config, key: jax.Array, alpha):
@@ -250,11 +237,7 @@ def alpha_prime_loss(log_alpha_prime, penalty: jnp.ndarray, cfg: Config):
 
 def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
     k_pi, k_critic = jax.random.split(key)
-    metrics: Metrics = {}
-    if cfg.auto_alpha:  # 1. α on the entropy of the a ~ π the actor then sees
-        log_alpha, metrics = gradient_step(state.log_alpha, alpha_loss, state, batch, cfg, k_pi)
-        state = state.replace(log_alpha=log_alpha)
-    alpha = jnp.exp(state.log_alpha.params["value"])
+    state, alpha, metrics = sac.entropy_step(state, batch, cfg, k_pi)  # 1. α (when tuned)
     # 2. actor against the current critic
     actor, m_actor = gradient_step(state.actor, actor_loss, state, batch, cfg, k_pi, alpha)
     state = state.replace(actor=actor)
@@ -275,7 +258,4 @@ def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[Sta
     return state, metrics | m_actor | m_critic | {"alpha": alpha}
 
 
-def act(cfg: Config, state: State, obs: jnp.ndarray, key: jax.Array, deterministic: bool = True):
-    mean, log_std = state.actor.apply_fn(state.actor.params, state.tf.obs(obs))
-    unit = jnp.tanh(mean) if deterministic else tanh_gaussian_sample(key, mean, log_std)[0]
-    return state.tf.action_to_env(unit)
+act = sac.act  # the tanh-Gaussian actor acts as in SAC

@@ -1,0 +1,363 @@
+"""Online training of a behaviour agent in one gymnasium environment.
+
+The loop of SpinningUp's SAC/TD3 (and the TD3 paper's code): `start_steps` uniformly random
+actions, then the agent's exploring actions; from `start_steps` on, after every
+`update_every` environment steps, as many updates as steps (one update per step on
+average), fused into one compiled call with lax.scan.
+
+Everything random derives from (seed, counter): episode e resets the environment with a
+seed derived from (seed, e) and draws its uniform actions from a generator seeded the same
+way; the action key of step t is fold_in(act key, t); the minibatch indices of the chunk
+ending at step t come from a generator seeded with (seed, t); update u's key is
+fold_in(update key, u). A checkpoint is written at the first episode end after every
+`checkpoint_every` steps (agent state, replay buffer, counters), so a run killed at any
+moment resumes from its last checkpoint and makes exactly the steps it would have made.
+
+Run directory:
+    config.json          the BehaviorConfig
+    checkpoint/          state.msgpack + meta.json (env step, episode) — resume point
+    buffer.npz           the replay buffer at the checkpoint
+    snapshots/step_N.msgpack   actor parameters and transforms every `snapshot_every` steps
+    snapshots.jsonl      per snapshot: evaluation returns, deterministic and exploring
+    episodes.jsonl       every training episode's return and length
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from offrl import checkpoint
+from offrl.atomic import atomic_path, atomic_write, atomic_write_json
+from offrl.core import Batch, Spec
+from offrl.data.transforms import Transforms
+from offrl.envs.rollout import make_env, rollout
+from offrl.errors import ConfigError
+from offrl.evaluate import compiled_act, jax_policy
+from offrl.training import make_algo_config
+
+ONLINE_ALGOS = ("sac", "td3", "ddpg")
+CONFIG_FILE, BUFFER_FILE, SNAPSHOT_LOG, EPISODE_LOG = (
+    "config.json",
+    "buffer.npz",
+    "snapshots.jsonl",
+    "episodes.jsonl",
+)
+SNAPSHOT_DIR, CHECKPOINT_DIR = "snapshots", "checkpoint"
+
+
+@dataclasses.dataclass(frozen=True)
+class BehaviorConfig:
+    """One online training run; saved as config.json."""
+
+    env_id: str
+    algo: str = "sac"
+    steps: int = 100_000  # environment steps (= updates after start_steps, one per step)
+    seed: int = 0
+    start_steps: int = 10_000  # uniform random actions first; updates begin after them
+    update_every: int = 50  # environment steps between fused update chunks
+    snapshot_every: int = 5_000  # policy snapshot + evaluation every this many steps
+    checkpoint_every: int = 25_000  # resumable checkpoint at the first episode end after this
+    eval_episodes: int = 5
+    algo_config: dict = dataclasses.field(default_factory=dict)  # overrides, by field name
+
+    def check(self) -> None:
+        if self.algo not in ONLINE_ALGOS:
+            raise ConfigError(
+                f"behaviour algorithm {self.algo!r}: choose {', '.join(ONLINE_ALGOS)}"
+            )
+        for name in ("steps", "update_every", "snapshot_every", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.start_steps % self.update_every or self.snapshot_every % self.update_every:
+            raise ConfigError("start_steps and snapshot_every must be multiples of update_every")
+
+
+# Per-environment schedules: steps is what fits a 2-core CPU (a run resumed with more steps
+# continues); start_steps follows SpinningUp (10k on locomotion), less on the small tasks.
+ENV_DEFAULTS: dict[str, dict[str, int]] = {
+    "Pendulum-v1": dict(
+        steps=20_000, start_steps=1_000, snapshot_every=1_000, checkpoint_every=5_000
+    ),
+    "InvertedDoublePendulum-v5": dict(
+        steps=60_000, start_steps=5_000, snapshot_every=2_500, checkpoint_every=10_000
+    ),
+    "Hopper-v5": dict(steps=300_000, start_steps=10_000, snapshot_every=5_000),
+    "HalfCheetah-v5": dict(steps=300_000, start_steps=10_000, snapshot_every=5_000),
+    "Walker2d-v5": dict(steps=300_000, start_steps=10_000, snapshot_every=5_000),
+}
+
+
+def default_config(env_id: str, **overrides) -> BehaviorConfig:
+    """The BehaviorConfig for `env_id` with its schedule from ENV_DEFAULTS, then overrides."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return BehaviorConfig(env_id=env_id, **(ENV_DEFAULTS.get(env_id, {}) | given))
+
+
+def env_transforms(env: gym.Env) -> Transforms:
+    """Raw observations, actions mapped from the environment's bounds, rewards unscaled."""
+    obs_dim = env.observation_space.shape[0]
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Box):
+        raise ConfigError(f"{env.spec.id}: behaviour agents need a continuous (Box) action space")
+    return Transforms(
+        obs_mean=np.zeros(obs_dim, np.float32),
+        obs_std=np.ones(obs_dim, np.float32),
+        act_low=space.low.astype(np.float32),
+        act_high=space.high.astype(np.float32),
+        reward_scale=np.float32(1.0),
+        reward_shift=np.float32(0.0),
+    )
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
+class ReplayBuffer:
+    """Preallocated numpy columns; actions stored in [-1, 1] as the networks see them."""
+
+    COLUMNS = ("obs", "act", "rew", "next_obs", "done")
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int):
+        self.size = 0
+        self.obs = np.zeros((capacity, obs_dim), np.float32)
+        self.act = np.zeros((capacity, act_dim), np.float32)
+        self.rew = np.zeros(capacity, np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
+        self.done = np.zeros(capacity, np.float32)  # terminals only: timeouts bootstrap
+
+    def add(self, obs, act, rew, next_obs, terminal: bool) -> None:
+        i = self.size
+        self.obs[i], self.act[i], self.rew[i], self.next_obs[i] = obs, act, rew, next_obs
+        self.done[i] = float(terminal)
+        self.size += 1
+
+    def batches(self, rng: np.random.Generator, count: int, batch_size: int) -> Batch:
+        """`count` minibatches, stacked on a leading axis for lax.scan."""
+        idx = rng.integers(0, self.size, (count, batch_size))
+        return Batch(*(jnp.asarray(getattr(self, c)[idx]) for c in self.COLUMNS))
+
+    def save(self, path: Path) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **{c: getattr(self, c)[: self.size] for c in self.COLUMNS})
+
+    def load(self, path: Path, size: int) -> None:
+        with np.load(path) as saved:
+            for c in self.COLUMNS:
+                getattr(self, c)[:size] = saved[c][:size]
+        self.size = size
+
+
+def make_fused_update(algo, cfg):
+    """K updates on K given minibatches in one compiled call; update u's key from u."""
+
+    @jax.jit
+    def fused(state, batches: Batch, base_key: jax.Array):
+        def body(state, batch):
+            key = jax.random.fold_in(base_key, state.step)
+            return algo.update(cfg, state, batch, key)
+
+        state, metrics = jax.lax.scan(body, state, batches)
+        return state, {k: jnp.nanmean(v) for k, v in metrics.items()}
+
+    return fused
+
+
+def save_actor(path: Path, state) -> None:
+    """The acting part of a state: actor parameters and transforms (a few hundred kB)."""
+    payload = {"actor": state.actor.params, "tf": state.tf}
+    atomic_write(path, flax.serialization.to_bytes(payload))
+
+
+def load_actor(path: Path, template):
+    """A state whose actor and transforms are read from `path` (the rest from `template`)."""
+    payload = {"actor": template.actor.params, "tf": template.tf}
+    payload = flax.serialization.from_bytes(payload, path.read_bytes())
+    return template.replace(actor=template.actor.replace(params=payload["actor"]), tf=payload["tf"])
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    return run_dir / SNAPSHOT_DIR / f"step_{step:07d}.msgpack"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
+
+
+def _truncate_jsonl(path: Path, last_step: int) -> None:
+    keep = [r for r in read_jsonl(path) if r["step"] <= last_step]
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+class _OnlineRun:
+    def __init__(self, bc: BehaviorConfig, out: Path, progress: bool):
+        self.bc, self.out, self.progress = bc, out, progress
+        self.algo = __import__(f"offrl.algos.{bc.algo}", fromlist=["x"])
+        self.cfg = make_algo_config(bc.algo, bc.algo_config)
+        self.env = make_env(bc.env_id)
+        self.tf = env_transforms(self.env)
+        obs_dim, act_dim = self.tf.obs_mean.shape[0], self.tf.act_low.shape[0]
+        root = jax.random.key(bc.seed)
+        self.state = self.algo.init(
+            self.cfg, Spec(obs_dim, act_dim, self.tf), jax.random.fold_in(root, 0)
+        )
+        self.act_key, self.update_key = jax.random.fold_in(root, 1), jax.random.fold_in(root, 2)
+        self.buffer = ReplayBuffer(bc.steps, obs_dim, act_dim)
+        self.act_fn = compiled_act(self.algo, self.cfg, False)
+        self.fused = make_fused_update(self.algo, self.cfg)
+        self.step, self.episode, self.metrics = 0, 0, {}
+
+    # ------------------------------------------------------------------ resume
+    def resume(self) -> None:
+        ckpt = self.out / CHECKPOINT_DIR
+        if not checkpoint.exists(ckpt):
+            return
+        self.state, meta = checkpoint.load(ckpt, self.state)
+        self.step, self.episode = meta["step"], meta["episode"]
+        self.buffer.load(self.out / BUFFER_FILE, self.step)
+        for log in (SNAPSHOT_LOG, EPISODE_LOG):
+            _truncate_jsonl(self.out / log, self.step)
+
+    def _checkpoint(self) -> None:
+        self.buffer.save(self.out / BUFFER_FILE)  # first: the meta's step says how much is valid
+        checkpoint.save(
+            self.out / CHECKPOINT_DIR,
+            self.state,
+            {"step": self.step, "episode": self.episode, "config": dataclasses.asdict(self.bc)},
+        )
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict:
+        bc = self.bc
+        bar = tqdm(
+            total=bc.steps,
+            initial=self.step,
+            disable=not self.progress,
+            unit="step",
+            desc=f"{bc.algo} {bc.env_id}",
+            dynamic_ncols=True,
+        )
+        last_checkpoint = self.step
+        started, steps_at_start = time.perf_counter(), self.step
+        while self.step < bc.steps:
+            ret, length = self._episode(bar)
+            _append_jsonl(
+                self.out / EPISODE_LOG, {"step": self.step, "return": ret, "length": length}
+            )
+            bar.set_postfix(
+                ret=f"{ret:.0f}",
+                **{k: f"{v:.3g}" for k, v in self.metrics.items() if k in ("q_mean", "alpha")},
+            )
+            if self.step - last_checkpoint >= bc.checkpoint_every or self.step >= bc.steps:
+                self._checkpoint()
+                last_checkpoint = self.step
+        bar.close()
+        elapsed = time.perf_counter() - started
+        summary = {
+            "env_id": bc.env_id,
+            "algo": bc.algo,
+            "seed": bc.seed,
+            "steps": self.step,
+            "snapshots": read_jsonl(self.out / SNAPSHOT_LOG)[-1:],
+            "steps_per_second": (self.step - steps_at_start) / max(elapsed, 1e-9),
+        }
+        atomic_write_json(self.out / "summary.json", summary)
+        return summary
+
+    def _episode(self, bar) -> tuple[float, int]:
+        """One episode (cut short when the step budget ends); updates and snapshots inside."""
+        bc, tf = self.bc, self.tf
+        rng = np.random.default_rng([bc.seed, self.episode])
+        obs, _ = self.env.reset(seed=episode_seed(bc.seed, self.episode))
+        ret, length, done = 0.0, 0, False
+        while not done and self.step < bc.steps:
+            if self.step < bc.start_steps:
+                unit = rng.uniform(-1.0, 1.0, tf.act_low.shape).astype(np.float32)
+                action = np.asarray(tf.action_to_env(unit))
+            else:
+                key = jax.random.fold_in(self.act_key, self.step)
+                action = np.asarray(self.act_fn(self.state, obs[None].astype(np.float32), key))[0]
+                unit = np.clip(np.asarray(tf.action_to_unit(action)), -1.0, 1.0)
+            next_obs, rew, term, trunc, _ = self.env.step(action)
+            self.buffer.add(obs, unit, rew, next_obs, term)
+            obs, ret, length, done = next_obs, ret + float(rew), length + 1, term or trunc
+            self.step += 1
+            bar.update(1)
+            if self.step >= bc.start_steps and self.step % bc.update_every == 0:
+                self._update()
+            if self.step % bc.snapshot_every == 0:
+                self._snapshot()
+        if done:
+            self.episode += 1
+        return ret, length
+
+    def _update(self) -> None:
+        rng = np.random.default_rng([self.bc.seed, 3, self.step])
+        batches = self.buffer.batches(rng, self.bc.update_every, self.cfg.batch_size)
+        self.state, metrics = self.fused(self.state, batches, self.update_key)
+        self.metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+    def _snapshot(self) -> None:
+        save_actor(snapshot_path(self.out, self.step), self.state)
+        record: dict[str, Any] = {"step": self.step, **self.metrics}
+        for label, deterministic in (("", True), ("explore_", False)):
+            policy = jax_policy(self.algo, self.cfg, self.state, deterministic, seed=self.step)
+            r = rollout(self.bc.env_id, policy, self.bc.eval_episodes, seed=10**6 + self.step)
+            record[f"{label}return_mean"] = float(r.returns.mean())
+            record[f"{label}return_std"] = float(r.returns.std())
+        _append_jsonl(self.out / SNAPSHOT_LOG, record)
+        if self.progress:
+            tqdm.write(
+                f"step {self.step}: return {record['return_mean']:.1f} "
+                f"(exploring {record['explore_return_mean']:.1f})"
+            )
+
+
+def _without_steps(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "steps"}
+
+
+def train_behavior(
+    bc: BehaviorConfig, out: str | Path, resume: bool = False, progress: bool = True
+) -> dict:
+    """Train (or resume) one behaviour agent into run directory `out`."""
+    bc.check()
+    out = Path(out)
+    config_path = out / CONFIG_FILE
+    if resume and config_path.exists():
+        saved = json.loads(config_path.read_text())
+        if _without_steps(saved) != _without_steps(json.loads(json.dumps(dataclasses.asdict(bc)))):
+            raise ConfigError(
+                f"{config_path}: the run to resume has a different configuration "
+                "(only --steps may change)"
+            )
+        if bc.steps < saved["steps"]:
+            raise ConfigError(
+                f"{config_path}: cannot resume with fewer steps than {saved['steps']}"
+            )
+    elif resume:
+        raise ConfigError(f"{out}: nothing to resume (no {CONFIG_FILE})")
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: run directory exists and is not empty; pass --resume")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(config_path, dataclasses.asdict(bc))
+    run = _OnlineRun(bc, out, progress)
+    if resume:
+        run.resume()
+    return run.run()
