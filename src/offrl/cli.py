@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = data_sub.add_parser("info", help="size, episodes, returns, shapes and bounds")
     info.add_argument("source", help="built-in name or path")
     info.add_argument("--json", action="store_true", help="print JSON")
-    data_sub.add_parser("list", help="the built-in datasets")
+    data_sub.add_parser("list", help="every dataset recipe: size, behaviour return, cached")
+    make = data_sub.add_parser("make", help="generate recipe datasets into the cache")
+    make.add_argument("names", nargs="+", help="recipe names, e.g. hopper-medium")
+    make.add_argument("--overwrite", action="store_true", help="regenerate a cached dataset")
 
     behavior = sub.add_parser("behavior", help="online behaviour agents that make the datasets")
     behavior_sub = behavior.add_subparsers(
@@ -86,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     btrain.add_argument("--out", type=Path, help="run directory (default runs/behavior/...)")
     btrain.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     btrain.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    pub = behavior_sub.add_parser(
+        "publish", help="commit a run's expert/medium/replay snapshots for the dataset recipes"
+    )
+    pub.add_argument("run_dir", type=Path)
+    pub.add_argument("--env", required=True, help="recipe environment, e.g. hopper")
+    pub.add_argument("--role", default="sac", choices=("sac", "ddpg-noise0.5", "ddpg-noise0.1"))
+    pub.add_argument("--replay-every", type=int, help="steps between replay snapshots")
+    pub.add_argument("--episodes", type=int, default=100, help="episodes per measured return")
 
     demo = sub.add_parser("demo", help=f"{DEMO_ALGO} on {DEMO_DATASET}: make, train, evaluate")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -181,11 +193,20 @@ def cmd_eval(args) -> None:
 
 
 def cmd_data(args) -> None:
-    from offrl.data import builtin, load_dataset
+    from offrl.data import load_dataset, recipes
 
     if args.data_command == "list":
-        for name in builtin.NAMES:
-            print(f"{name:28s} {'cached' if builtin.is_cached(name) else 'made on first use'}")
+        _print_recipes([recipes.describe(name) for name in recipes.names()])
+        return
+    if args.data_command == "make":
+        for name in args.names:
+            recipes.split_name(name)  # every name is checked before any work
+        for name in args.names:
+            if recipes.is_cached(name) and not args.overwrite:
+                print(f"{name}: already cached at {recipes.cache_path(name)} (--overwrite remakes)")
+                continue
+            path, seconds = recipes.make(name, overwrite=args.overwrite)
+            print(f"{name}: made in {seconds:.1f} s at {path}")
         return
     info = load_dataset(args.source).info()
     if args.json:
@@ -196,7 +217,21 @@ def cmd_data(args) -> None:
         print(f"{key:{width}s}  {value}")
 
 
+def _print_recipes(rows: list[dict]) -> None:
+    print(f"{'name':34s} {'transitions':>11s}  {'behaviour return':30s} cached")
+    for r in rows:
+        cached = "no"
+        if r["cached"]:
+            score = r.get("normalized_return_mean")
+            cached = f"yes: return {r['return_mean']:.1f}" + (
+                f", normalized {score:.1f}" if score is not None else ""
+            )
+        print(f"{r['name']:34s} {r['transitions']:>11,d}  {r['behaviour_return']:30s} {cached}")
+
+
 def cmd_behavior(args) -> None:
+    if args.behavior_command == "publish":
+        return _publish(args)
     from offrl.behavior.online import default_config, train_behavior
     from offrl.training import make_algo_config, parse_overrides
 
@@ -220,6 +255,23 @@ def cmd_behavior(args) -> None:
         f"{summary['steps_per_second']:.0f} steps/s; last snapshot return "
         f"{last.get('return_mean', float('nan')):.1f}; run directory {out}"
     )
+
+
+def _publish(args) -> None:
+    from offrl.behavior.publish import publish
+    from offrl.data import recipes
+
+    if args.env not in recipes.ENVS:
+        raise OffrlError(f"--env {args.env!r}: choose one of {', '.join(recipes.ENVS)}")
+    agent = publish(args.run_dir, args.env, args.role, args.replay_every, args.episodes)
+    for label, snap in agent["snapshots"].items():
+        ret = snap["return"]
+        print(
+            f"{args.env} {args.role} {label}: step {snap['step']}, return {ret['mean']:.1f} ± "
+            f"{ret['std']:.1f} over {ret['episodes']} episodes"
+        )
+    replay = agent["replay"]
+    print(f"replay: {len(replay['files'])} snapshots up to step {replay['until']}")
 
 
 COMMANDS = {

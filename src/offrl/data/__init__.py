@@ -1,4 +1,4 @@
-"""Datasets: the Dataset type, readers/writers, validation and the built-in datasets."""
+"""Datasets: the Dataset type, readers/writers, validation and the dataset recipes."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ __all__ = ["Dataset", "load_dataset"]
 
 
 def load_dataset(source: str | Path, clip_actions: bool = False) -> Dataset:
-    """A built-in dataset by name (made locally on first use) or a file/directory path:
+    """A recipe by name, e.g. "hopper-medium" (made locally on first use), or a path:
     a Minari dataset directory, a D4RL-layout .hdf5 file, or an .npz file."""
-    from offrl.data import builtin, io
+    from offrl.data import io, recipes
 
-    if str(source) in builtin.NAMES:
-        return builtin.load(str(source))
+    if str(source) in recipes.names():
+        return recipes.load(str(source))
     try:
         return io.read(source, clip_actions=clip_actions)
     except DataError as exc:
         if Path(source).exists():
             raise
-        raise DataError(f"{exc}; built-in datasets: {', '.join(builtin.NAMES)}") from None
+        raise DataError(f"{exc}; dataset recipes: {', '.join(recipes.names())}") from None

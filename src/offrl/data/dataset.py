@@ -106,6 +106,7 @@ class Dataset:
             "return_std": float(returns.std()),
             "return_min": float(returns.min()),
             "return_max": float(returns.max()),
+            "return_quartiles": np.percentile(returns, [25, 50, 75]).round(2).tolist(),
             "episode_length_mean": float(lengths.mean()),
             "episode_length_min": int(lengths.min()),
             "episode_length_max": int(lengths.max()),

@@ -1,0 +1,77 @@
+"""Collect a fixed number of transitions from a batched policy over lockstep environments.
+
+Each of `num_envs` environments runs episodes back to back; episode k (numbered in the order
+episodes start) is reset with a seed derived from (seed, k), so a collection is a function
+of (policy, seed). Rows are written into preallocated arrays as they come and ordered by
+episode at the end; the first `transitions` rows are kept and an episode cut by that limit
+ends in a timeout (its value still bootstraps), as D4RL cuts its 1M-transition files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offrl.behavior.online import episode_seed
+from offrl.envs.rollout import BatchPolicy, make_env
+
+
+def collect(
+    env_id: str,
+    policy: BatchPolicy,
+    transitions: int,
+    seed: int,
+    num_envs: int = 16,
+    rng: np.random.Generator | None = None,
+) -> dict[str, np.ndarray]:
+    """Dataset columns of exactly `transitions` rows, episode by episode."""
+    rng = rng or np.random.default_rng(seed)
+    envs = [make_env(env_id) for _ in range(num_envs)]
+    max_steps = envs[0].spec.max_episode_steps or 1000
+    capacity = transitions + num_envs * max_steps  # every episode running at the stop finishes
+    obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
+    cols = {
+        "observations": np.zeros((capacity, obs_dim), np.float32),
+        "actions": np.zeros((capacity, act_dim), np.float32),
+        "rewards": np.zeros(capacity, np.float32),
+        "next_observations": np.zeros((capacity, obs_dim), np.float32),
+        "terminals": np.zeros(capacity, bool),
+        "timeouts": np.zeros(capacity, bool),
+    }
+    episode_of_row = np.zeros(capacity, np.int64)
+    episode_ids = list(range(num_envs))
+    obs = np.stack(
+        [env.reset(seed=episode_seed(seed, k))[0] for k, env in zip(episode_ids, envs)]
+    ).astype(np.float32)
+    started, rows, finished_rows = num_envs, 0, 0
+    active = np.ones(num_envs, bool)
+    length = np.zeros(num_envs, np.int64)  # rows of each environment's current episode
+    while active.any():
+        actions = np.asarray(policy(obs, rng), np.float32)
+        for i in np.flatnonzero(active):
+            next_obs, rew, term, trunc, _ = envs[i].step(actions[i])
+            cols["observations"][rows] = obs[i]
+            cols["actions"][rows] = actions[i]
+            cols["rewards"][rows] = rew
+            cols["next_observations"][rows] = next_obs
+            cols["terminals"][rows], cols["timeouts"][rows] = term, trunc
+            episode_of_row[rows] = episode_ids[i]
+            rows += 1
+            length[i] += 1
+            obs[i] = next_obs
+            if term or trunc:
+                finished_rows += length[i]
+                length[i] = 0
+                if finished_rows >= transitions:
+                    active[i] = False  # enough complete data; let the others finish theirs
+                    continue
+                episode_ids[i] = started
+                obs[i] = envs[i].reset(seed=episode_seed(seed, started))[0]
+                started += 1
+    for env in envs:
+        env.close()
+    order = np.argsort(episode_of_row[:rows], kind="stable")[:transitions]
+    out = {k: v[order] for k, v in cols.items()}
+    kept = episode_of_row[order]
+    cut = np.append(kept[1:] != kept[:-1], True) & ~(out["terminals"] | out["timeouts"])
+    out["timeouts"] |= cut  # the last kept row of a cut episode
+    return out
