@@ -240,7 +240,7 @@ def test_d4rl_file_trains_and_evaluates_in_mujoco(tmp_path):
     from helpers import random_dataset
 
     from offrl.data import io
-    from offrl.envs.registry import REFERENCE_RETURNS
+    from offrl.envs.registry import D4RL_REFERENCE_RETURNS
 
     path = tmp_path / "hopper.hdf5"
     io.write_d4rl(random_dataset(n=300, obs_dim=11, act_dim=3), path)
@@ -256,7 +256,7 @@ def test_d4rl_file_trains_and_evaluates_in_mujoco(tmp_path):
         chunk_size=10,
         progress=False,
     )
-    low, high = REFERENCE_RETURNS["Hopper"]
+    low, high = D4RL_REFERENCE_RETURNS["Hopper"]
     expected = 100 * (summary["final_return"] - low) / (high - low)
     assert summary["env_id"] == "Hopper-v5"
     assert summary["final_normalized_score"] == pytest.approx(expected)

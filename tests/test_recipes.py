@@ -1,0 +1,151 @@
+"""Dataset recipes: collection, publishing behaviour runs, every kind, caching, the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from offrl.behavior.online import BehaviorConfig, train_behavior
+from offrl.behavior.publish import publish
+from offrl.cli import main
+from offrl.data import recipes
+from offrl.data.recipes.collect import collect
+from offrl.envs.registry import D4RL_REFERENCE_RETURNS, reference_scores
+from offrl.errors import DataError
+
+LENGTH = 200  # Pendulum-v1's time limit
+
+
+def test_collect_returns_exactly_the_requested_rows_episode_by_episode():
+    policy = recipes.uniform_policy("Pendulum-v1")
+    out = collect("Pendulum-v1", policy, 1_050, seed=3, num_envs=4)
+    assert len(out["rewards"]) == 1_050
+    ends = np.flatnonzero(out["timeouts"] | out["terminals"])
+    # Five whole episodes, then the sixth cut after 50 rows and marked as a timeout.
+    np.testing.assert_array_equal(ends, [199, 399, 599, 799, 999, 1049])
+    inside = np.setdiff1d(np.arange(1_049), ends)
+    np.testing.assert_array_equal(out["next_observations"][inside], out["observations"][inside + 1])
+    again = collect("Pendulum-v1", policy, 1_050, seed=3, num_envs=4)
+    for key in out:
+        np.testing.assert_array_equal(out[key], again[key])
+
+
+def test_committed_pendulum_recipes_are_listed_with_measured_references():
+    assert {f"pendulum-{k}" for k in recipes.D4RL_KINDS} <= set(recipes.names())
+    low, high = recipes.reference_returns("pendulum")
+    assert reference_scores("Pendulum-v1") == (low, high)
+    assert low < -1000 and high > -200  # random swings, the expert balances
+    entry = recipes.manifest()["pendulum"]
+    assert entry["random_return"]["episodes"] >= 100 and entry["expert_return"]["episodes"] >= 100
+    assert reference_scores("Hopper-v5") == D4RL_REFERENCE_RETURNS["Hopper"]
+
+
+def test_generation_is_deterministic_and_carries_its_references():
+    a = recipes.generate("pendulum-medium-replay")
+    b = recipes.generate("pendulum-medium-replay")
+    for column in ("observations", "actions", "rewards", "timeouts"):
+        np.testing.assert_array_equal(getattr(a, column), getattr(b, column))
+    until = recipes.manifest()["pendulum"]["agents"]["sac"]["replay"]["until"]
+    assert len(a) == until and a.env_id == "Pendulum-v1"
+    assert (a.ref_min_score, a.ref_max_score) == recipes.reference_returns("pendulum")
+
+
+def test_unknown_recipe_names_the_known_ones():
+    with pytest.raises(DataError, match="pendulum-expert"):
+        recipes.split_name("pendulum-legendary")
+
+
+def test_imperfect_noise_has_the_bcq_papers_statistics():
+    zero = lambda obs, rng: np.zeros((len(obs), 1))  # noqa: E731
+    noisy = recipes.imperfect(zero, "Pendulum-v1")  # actions in [-2, 2]: half range 2
+    act = noisy(np.zeros((200_000, 3)), np.random.default_rng(0))
+    # 70%: N(0, (0.3 * 2)²), 30%: U(-2, 2) with variance 4² / 12.
+    expected_var = 0.7 * (0.3 * 2) ** 2 + 0.3 * 16 / 12
+    assert abs(act.var() - expected_var) < 0.01 and abs(act.mean()) < 0.01
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """Tiny SAC and DDPG Pendulum runs published into a temporary policy directory."""
+    root = tmp_path_factory.mktemp("publish")
+    base = dict(
+        env_id="Pendulum-v1",
+        steps=800,
+        start_steps=200,
+        snapshot_every=200,
+        checkpoint_every=800,
+        eval_episodes=2,
+    )
+    small = {"hidden": (16, 16), "batch_size": 32}
+    runs = {
+        "sac": BehaviorConfig(**base, algo_config=small),
+        "ddpg-noise0.5": BehaviorConfig(
+            **base, algo="ddpg", algo_config=small | {"expl_noise": 0.5}
+        ),
+        "ddpg-noise0.1": BehaviorConfig(
+            **base, algo="ddpg", algo_config=small | {"expl_noise": 0.1}
+        ),
+    }
+    for role, bc in runs.items():
+        train_behavior(bc, root / role, progress=False)
+    return root
+
+
+@pytest.fixture
+def tiny_recipes(published, tmp_path, monkeypatch):
+    monkeypatch.setattr(recipes, "POLICY_DIR", tmp_path / "policies")
+    monkeypatch.setenv("OFFRL_HOME", str(tmp_path / "home"))  # tiny datasets stay out of the cache
+    monkeypatch.setitem(recipes.ENVS, "pendulum", recipes.EnvRecipe("pendulum", "Pendulum-v1", 600))
+    recipes.manifest.cache_clear()
+    agents = {
+        role: publish(published / role, "pendulum", role, episodes=3)
+        for role in ("sac", "ddpg-noise0.5", "ddpg-noise0.1")
+    }
+    yield agents
+    recipes.manifest.cache_clear()
+
+
+def test_publish_records_every_policy_and_enables_every_kind(tiny_recipes):
+    sac = tiny_recipes["sac"]
+    assert sac["snapshots"]["medium"]["step"] < sac["snapshots"]["expert"]["step"]
+    assert [f["step"] for f in sac["replay"]["files"]] == list(
+        range(200, sac["replay"]["until"], 200)
+    )
+    ddpg = tiny_recipes["ddpg-noise0.1"]
+    assert ddpg["snapshots"]["expert"]["deterministic"] and ddpg["replay"]["until"] == 800
+    assert set(recipes.kinds_of("pendulum")) == set(recipes.D4RL_KINDS + recipes.BCQ_KINDS)
+    for name in recipes.names():
+        ds = recipes.generate(name)
+        expected = {"final-buffer": 800, "concurrent": 800, "medium-expert": 1200}
+        kind = name.removeprefix("pendulum-")
+        size = sac["replay"]["until"] if kind == "medium-replay" else expected.get(kind, 600)
+        assert len(ds) == size, name
+        assert np.all(np.abs(ds.actions) <= 2.0), name
+
+
+def test_load_caches_in_minari_layout_and_ignores_partial_writes(tiny_recipes):
+    name = "pendulum-imitation"
+    partial = recipes.cache_path(name).parent / f".{name}.abc.tmp" / "data"
+    partial.mkdir(parents=True)
+    assert not recipes.is_cached(name)
+    ds = recipes.load(name)
+    assert recipes.is_cached(name)
+    assert (recipes.cache_path(name) / "data" / "metadata.json").exists()
+    again = recipes.load(name)
+    np.testing.assert_array_equal(ds.observations, again.observations)
+    described = recipes.describe(name)
+    assert described["cached"] and described["episodes"] == 3
+
+
+def test_data_cli_make_list_and_errors(tiny_recipes, capsys):
+    assert main(["data", "make", "pendulum-random"]) == 0
+    assert "made in" in capsys.readouterr().out
+    assert main(["data", "make", "pendulum-random"]) == 0
+    assert "already cached" in capsys.readouterr().out
+    assert main(["data", "list"]) == 0
+    listing = capsys.readouterr().out
+    for name in recipes.names():
+        assert name in listing
+    assert main(["data", "make", "pendulum-random", "pendulum-nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("offrl: error: pendulum-nope") and "\n" not in err
