@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 
 import offrl
+
 # Steps and overrides per algorithm: enough for each to learn Pendulum's swing-up.
 BUDGET = {
     "bc": (2_000, {}),
