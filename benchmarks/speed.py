@@ -182,13 +182,20 @@ def analytic_flops(name: str, cfg) -> float:
             the same one and XLA merges it); the critic: actor on s and s' (penalty samples,
             target action), 2 target Qs on s', and 2 Qs trained on 1 + 3N actions per state
             (the data action and N uniform, N π(·|s), N π(·|s') samples).
+    sac:    CQL without the penalty: actor trained with both Qs differentiated through (the
+            α step's forward pass merged into it); the critic: actor on s', 2 target Qs on
+            (s', a'), 2 Qs trained on (s, a).
+    td3:    the same count as td3_bc (its BC term is no matmul work).
+    ddpg:   td3's count with one critic and an actor step every step (num_critics = 1,
+            policy_freq = 1).
     """
     b, o, a = cfg.batch_size, OBS_DIM, ACT_DIM
     q_in = o + a
     if name == "bc":
         return mlp_flops(b, o, a, "train")
-    if name == "td3_bc":
-        critic = mlp_flops(b, o, a) + 2 * mlp_flops(b, q_in, 1) + 2 * mlp_flops(b, q_in, 1, "train")
+    if name in ("td3_bc", "td3", "ddpg"):
+        n = getattr(cfg, "num_critics", 2)  # TD3+BC's Config has no field: always twin
+        critic = mlp_flops(b, o, a) + n * mlp_flops(b, q_in, 1) + n * mlp_flops(b, q_in, 1, "train")
         actor = mlp_flops(b, o, a, "train") + mlp_flops(b, q_in, 1, "through")
         return critic + actor / cfg.policy_freq
     if name == "iql":
@@ -201,6 +208,11 @@ def analytic_flops(name: str, cfg) -> float:
         rows = b * (1 + 3 * cfg.num_sampled_actions)
         critic = 2 * mlp_flops(b, o, 2 * a) + 2 * mlp_flops(b, q_in, 1)
         critic += 2 * mlp_flops(rows, q_in, 1, "train")
+        return actor + critic
+    if name == "sac":
+        actor = mlp_flops(b, o, 2 * a, "train") + 2 * mlp_flops(b, q_in, 1, "through")
+        critic = mlp_flops(b, o, 2 * a) + 2 * mlp_flops(b, q_in, 1)
+        critic += 2 * mlp_flops(b, q_in, 1, "train")
         return actor + critic
     raise KeyError(name)
 
@@ -318,6 +330,18 @@ def d3rlpy_algo(d3rlpy, name: str):
             n_action_samples=10,
             alpha_learning_rate=0.0,
         ),
+        # Defaults match offrl's: Adam 3e-4, τ 0.005, twin critics, α learned from 1.0.
+        "sac": lambda: A.SACConfig(
+            actor_encoder_factory=enc, critic_encoder_factory=enc, batch_size=BATCH
+        ),
+        # σ 0.2, c 0.5, actor every 2nd step: the defaults of both.
+        "td3": lambda: A.TD3Config(
+            actor_encoder_factory=enc, critic_encoder_factory=enc, batch_size=BATCH
+        ),
+        # One critic, no smoothing, actor every step: d3rlpy's DDPG as offrl's.
+        "ddpg": lambda: A.DDPGConfig(
+            actor_encoder_factory=enc, critic_encoder_factory=enc, batch_size=BATCH
+        ),
     }
     return configs[name]().create(device="cpu:0")
 
@@ -375,8 +399,8 @@ def bench_d3rlpy(name: str, dataset, libs, seconds: float, threads: list[int]) -
 
 
 def torch_flops_per_update(algo, dataset, steps: int = 2) -> dict:
-    """torch's own FLOP count of d3rlpy's update, averaged over 2 steps (TD3+BC's actor
-    steps every 2nd): shows both libraries do the same work."""
+    """torch's own FLOP count of d3rlpy's update, averaged over 2 steps (the actor of TD3
+    and TD3+BC steps every 2nd): shows both libraries do the same work."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
@@ -435,9 +459,9 @@ def print_notes(results: dict, d3rlpy_note: str) -> None:
         "\nNotes: offrl's rate is K updates fused in one compiled call with minibatch sampling"
         " inside, median over calls. GFLOP/s counts the analytic matmul FLOPs (see"
         " analytic_flops); XLA's count also includes elementwise ops and Adam, and counts"
-        " TD3+BC's actor branch (a lax.cond) on every step, though it runs every 2nd. XLA's"
-        " count is taken from a one-update chunk: its cost analysis counts a scan's body once,"
-        " whatever K."
+        " the actor branch of TD3 and TD3+BC (a lax.cond) on every step, though it runs every"
+        " 2nd. XLA's count is taken from a one-update chunk: its cost analysis counts a scan's"
+        " body once, whatever K."
     )
     print(f"d3rlpy: {d3rlpy_note}")
     for name, r in results.items():

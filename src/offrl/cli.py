@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train an algorithm on a dataset")
     train.add_argument("algo", choices=NAMES)
-    train.add_argument("--dataset", required=True, help="built-in name or path")
+    train.add_argument("--dataset", required=True, help="recipe name (e.g. hopper-medium) or path")
     train.add_argument(
         "--steps", type=int, help="number of updates (default on --resume: as before)"
     )
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="inspect datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     info = data_sub.add_parser("info", help="size, episodes, returns, shapes and bounds")
-    info.add_argument("source", help="built-in name or path")
+    info.add_argument("source", help="recipe name (e.g. hopper-medium) or path")
     info.add_argument("--json", action="store_true", help="print JSON")
     data_sub.add_parser("list", help="every dataset recipe: size, behaviour return, cached")
     make = data_sub.add_parser("make", help="generate recipe datasets into the cache")
@@ -142,7 +142,7 @@ def cmd_demo(args) -> None:
     from offrl.training import train
 
     out = _fresh_dir(args.out)  # a demo run never replaces an earlier result
-    print(f"offrl demo: {DEMO_ALGO} on the built-in {DEMO_DATASET} dataset ({args.steps} updates)")
+    print(f"offrl demo: {DEMO_ALGO} on the {DEMO_DATASET} dataset ({args.steps} updates)")
     summary = train(
         DEMO_ALGO,
         DEMO_DATASET,

@@ -1,0 +1,67 @@
+"""Every dataset recipe: make it (timed) and print the table of docs/datasets.md.
+
+    python benchmarks/datasets.py                  # all recipes (cached ones are reused)
+    python benchmarks/datasets.py hopper-expert --remake
+
+Columns: transitions, episodes, mean return ± std over the dataset's episodes, the mean
+normalized score (the environment's random and expert references from the manifest), and
+the generation time measured when the dataset was made (stored in its metadata). Also
+prints, per environment, the expert's reference return next to D4RL's expert reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from offrl.data import load_dataset, recipes
+from offrl.envs.registry import D4RL_REFERENCE_RETURNS
+
+
+def row(name: str, remake: bool) -> str:
+    if remake or not recipes.is_cached(name):
+        recipes.make(name, overwrite=remake and recipes.is_cached(name))
+    ds = load_dataset(name)
+    meta_file = recipes.cache_path(name) / "data" / "metadata.json"
+    stored = json.loads(meta_file.read_text())["offrl"]["metadata"]
+    returns = ds.episode_returns()
+    return (
+        f"| {name} | {len(ds):,} | {ds.num_episodes:,} | {returns.mean():.1f} ± {returns.std():.1f}"
+        f" | {ds.normalized_return_mean():.1f} | {stored['generation_seconds']:.1f} |"
+    )
+
+
+def references() -> list[str]:
+    lines = [
+        "| environment | random return (offrl, 100 ep.) | expert return (offrl, 100 ep.) "
+        "| D4RL random | D4RL expert |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for slug, env in recipes.ENVS.items():
+        entry = recipes.manifest().get(slug)
+        if not entry:
+            continue
+        rand, expert = entry["random_return"], entry["expert_return"]
+        d4rl = D4RL_REFERENCE_RETURNS.get(env.env_id.split("-")[0], ("—", "—"))
+        lines.append(
+            f"| {env.env_id} | {rand['mean']:.1f} ± {rand['std']:.1f} "
+            f"| {expert['mean']:.1f} ± {expert['std']:.1f} | {d4rl[0]} | {d4rl[1]} |"
+        )
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("names", nargs="*", help="recipes (default: all)")
+    p.add_argument("--remake", action="store_true", help="regenerate cached datasets (timed)")
+    args = p.parse_args()
+    print("| dataset | transitions | episodes | return | normalized | generation s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in args.names or recipes.names():
+        print(row(name, args.remake), flush=True)
+    print()
+    print("\n".join(references()))
+
+
+if __name__ == "__main__":
+    main()
