@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated OFFRL_HOME for the built-in datasets, small synthetic data."""
+"""Shared fixtures: an isolated OFFRL_HOME for the dataset recipes, small synthetic data."""
 
 from __future__ import annotations
 

@@ -137,7 +137,7 @@ TRAIN = ["train", "bc", "--dataset", "pendulum-expert", "--out", "x"]
     "argv, fragments",
     [
         (["train", "bc", "--dataset", "no/such/file.npz", "--steps", "5", "--out", "x"],
-         ["no/such/file.npz", "built-in datasets"]),
+         ["no/such/file.npz", "dataset recipes are ENV-KIND"]),
         (["train", "nope", "--dataset", "pendulum-expert", "--steps", "5", "--out", "x"],
          ["invalid choice", "nope"]),
         (TRAIN, ["--steps"]),
@@ -238,7 +238,7 @@ def test_train_eval_and_data_info_end_to_end(tmp_path):
     )
     assert done.returncode == 0 and "normalized score" in done.stdout, done.stderr
     done = subprocess.run(cmd + ["data", "info", "pendulum-expert"], capture_output=True, text=True)
-    assert done.returncode == 0 and "transitions" in done.stdout and "20000" in done.stdout
+    assert done.returncode == 0 and "transitions" in done.stdout and "50000" in done.stdout
 
 
 def test_demo_never_replaces_an_earlier_run(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Learning: each offline algorithm, trained briefly on a built-in dataset, beats a random policy.
+"""Learning: each offline algorithm, trained briefly on a recipe dataset, beats a random policy.
 
 The random policy scores 0 on the normalized scale by definition (its return is the
 reference minimum). Its episode returns spread by ~28 normalized points, so the mean of 10

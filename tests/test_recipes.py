@@ -51,7 +51,7 @@ def test_generation_is_deterministic_and_carries_its_references():
 
 
 def test_unknown_recipe_names_the_known_ones():
-    with pytest.raises(DataError, match="pendulum-expert"):
+    with pytest.raises(DataError, match="KIND one of random"):
         recipes.split_name("pendulum-legendary")
 
 

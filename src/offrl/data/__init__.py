@@ -22,4 +22,4 @@ def load_dataset(source: str | Path, clip_actions: bool = False) -> Dataset:
     except DataError as exc:
         if Path(source).exists():
             raise
-        raise DataError(f"{exc}; dataset recipes: {', '.join(recipes.names())}") from None
+        raise DataError(f"{exc}; {recipes.names_hint()}") from None

@@ -100,7 +100,17 @@ def split_name(name: str) -> tuple[EnvRecipe, str]:
         kind = name.removeprefix(f"{slug}-")
         if kind != name and kind in kinds_of(slug):
             return env, kind
-    raise DataError(f"{name}: no such dataset recipe; known: {', '.join(names())}")
+    raise DataError(f"{name}: no such dataset recipe; {names_hint()}")
+
+
+def names_hint() -> str:
+    """The recipes in one short phrase, for error messages."""
+    envs = [slug for slug in ENVS if kinds_of(slug)]
+    kinds = sorted({k for slug in envs for k in kinds_of(slug)}, key=KIND_SEEDS.get)
+    return (
+        f"dataset recipes are ENV-KIND with ENV one of {', '.join(envs)} and KIND one of "
+        f"{', '.join(kinds)} (`offrl data list` shows which exist)"
+    )
 
 
 def reference_returns(slug: str) -> tuple[float, float]:
@@ -190,8 +200,8 @@ def _behaviour_return(entry: dict, kind: str) -> str:
 def generate(name: str) -> Dataset:
     """Make the named dataset from its committed behaviour policies (deterministic)."""
     env, kind = split_name(name)
-    if kind == "medium-expert":
-        parts = [_generate(env, "medium"), _generate(env, "expert")]
+    if kind == "medium-expert":  # the two datasets themselves, from the cache when there
+        parts = [_part(f"{env.slug}-{k}") for k in ("medium", "expert")]
     else:
         parts = [_generate(env, kind)]
     low, high = reference_returns(env.slug)
@@ -199,6 +209,13 @@ def generate(name: str) -> Dataset:
     return Dataset.concatenate(parts, name=name, ref_min_score=low, ref_max_score=high).replace(
         metadata=meta
     )
+
+
+def _part(name: str) -> Dataset:
+    """A whole recipe as one part of another (its own metadata, without its references)."""
+    ds = load(name)
+    meta = ds.metadata.get("parts", [ds.metadata])[0]
+    return ds.replace(name="", ref_min_score=None, ref_max_score=None, metadata=meta)
 
 
 def _generate(env: EnvRecipe, kind: str) -> Dataset:
