@@ -67,9 +67,8 @@ from flax.training.train_state import TrainState
 
 from offrl.algos import sac
 from offrl.algos.sac import scalar_param
-from offrl.core import Batch, Metrics, Spec, adam, gradient_step, make_model, polyak, td_target
+from offrl.core import Batch, Metrics, Spec, gradient_step, polyak, td_target
 from offrl.data.transforms import Transforms
-from offrl.nets import QEnsemble, TanhGaussianPolicy
 from offrl.nets.policies import tanh_gaussian_log_prob, tanh_gaussian_sample
 
 ALPHA_PRIME_MAX = 1e6  # the reference's clamp of α'
@@ -113,20 +112,16 @@ class State:
 
 
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
-    k_actor, k_critic = jax.random.split(key)
-    obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
-    actor = make_model(
-        TanhGaussianPolicy(cfg.hidden, spec.act_dim), k_actor, (obs,), adam(cfg.actor_lr)
-    )
-    critic = make_model(QEnsemble(cfg.hidden, num=2), k_critic, (obs, act), adam(cfg.critic_lr))
+    """SAC's networks and temperature, plus the Lagrange multiplier α'."""
+    sac_state = sac.init(cfg, spec, key)
     return State(
-        actor=actor,
-        critic=critic,
-        target_critic=critic.params,
-        log_alpha=scalar_param(jnp.log(cfg.init_alpha), cfg.actor_lr),
+        actor=sac_state.actor,
+        critic=sac_state.critic,
+        target_critic=sac_state.target_critic,
+        log_alpha=sac_state.log_alpha,
         log_alpha_prime=scalar_param(0.0, cfg.critic_lr),
-        tf=spec.transforms,
-        step=jnp.zeros((), jnp.int32),
+        tf=sac_state.tf,
+        step=sac_state.step,
     )
 
 
