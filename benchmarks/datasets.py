@@ -12,7 +12,6 @@ prints, per environment, the expert's reference return next to D4RL's expert ref
 from __future__ import annotations
 
 import argparse
-import json
 
 from offrl.data import load_dataset, recipes
 from offrl.envs.registry import D4RL_REFERENCE_RETURNS
@@ -20,10 +19,9 @@ from offrl.envs.registry import D4RL_REFERENCE_RETURNS
 
 def row(name: str, remake: bool) -> str:
     if remake or not recipes.is_cached(name):
-        recipes.make(name, overwrite=remake and recipes.is_cached(name))
+        recipes.make(name, overwrite=recipes.cache_path(name).exists())
     ds = load_dataset(name)
-    meta_file = recipes.cache_path(name) / "data" / "metadata.json"
-    stored = json.loads(meta_file.read_text())["offrl"]["metadata"]
+    stored = recipes.stored_metadata(name)
     returns = ds.episode_returns()
     return (
         f"| {name} | {len(ds):,} | {ds.num_episodes:,} | {returns.mean():.1f} ± {returns.std():.1f}"

@@ -137,6 +137,16 @@ def test_load_caches_in_minari_layout_and_ignores_partial_writes(tiny_recipes):
     assert described["cached"] and described["episodes"] == 3
 
 
+def test_a_cache_made_from_other_policies_is_remade(tiny_recipes, monkeypatch):
+    name = "pendulum-random"
+    recipes.load(name)
+    assert recipes.is_cached(name)
+    changed = recipes.EnvRecipe("pendulum", "Pendulum-v1", 400)  # another size: another recipe
+    monkeypatch.setitem(recipes.ENVS, "pendulum", changed)
+    assert not recipes.is_cached(name)
+    assert len(recipes.load(name)) == 400 and recipes.is_cached(name)
+
+
 def test_data_cli_make_list_and_errors(tiny_recipes, capsys):
     assert main(["data", "make", "pendulum-random"]) == 0
     assert "made in" in capsys.readouterr().out

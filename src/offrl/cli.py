@@ -205,7 +205,8 @@ def cmd_data(args) -> None:
             if recipes.is_cached(name) and not args.overwrite:
                 print(f"{name}: already cached at {recipes.cache_path(name)} (--overwrite remakes)")
                 continue
-            path, seconds = recipes.make(name, overwrite=args.overwrite)
+            stale = recipes.cache_path(name).exists()  # made from other policies, or partial
+            path, seconds = recipes.make(name, overwrite=args.overwrite or stale)
             print(f"{name}: made in {seconds:.1f} s at {path}")
         return
     info = load_dataset(args.source).info()

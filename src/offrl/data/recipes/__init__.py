@@ -34,6 +34,7 @@ of the committed files and the kind's seed.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import time
@@ -130,16 +131,38 @@ def cache_path(name: str) -> Path:
     return home() / "datasets" / name
 
 
+RECIPE_VERSION = 1  # bump when generation changes in a way the manifest does not show
+
+
+def fingerprint(name: str) -> str:
+    """What a cached dataset was made from: its environment's manifest entry, kind and size."""
+    env, kind = split_name(name)
+    source = {"manifest": manifest()[env.slug], "kind": kind, "transitions": env.transitions}
+    blob = json.dumps(source | {"version": RECIPE_VERSION}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def stored_metadata(name: str) -> dict | None:
+    """The offrl metadata of the cached dataset, or None when there is no complete one."""
+    meta_file = cache_path(name) / "data" / "metadata.json"
+    if not (cache_path(name) / "data" / "main_data.hdf5").exists() or not meta_file.exists():
+        return None
+    return json.loads(meta_file.read_text()).get("offrl", {}).get("metadata", {})
+
+
 def is_cached(name: str) -> bool:
-    return (cache_path(name) / "data" / "main_data.hdf5").exists()
+    """A complete dataset made from the current policies is in the cache."""
+    stored = stored_metadata(name)
+    return stored is not None and stored.get("fingerprint") == fingerprint(name)
 
 
 def load(name: str) -> Dataset:
-    """The cached dataset, generating and caching it on first use."""
+    """The cached dataset, generating and caching it on first use (again when the committed
+    policies changed since it was made: a cache is regenerable, never a result)."""
     from offrl.data import io
 
     if not is_cached(name):
-        make(name)
+        make(name, overwrite=cache_path(name).exists())
     return io.read(cache_path(name)).replace(name=name)
 
 
@@ -155,6 +178,7 @@ def make(name: str, overwrite: bool = False) -> tuple[Path, float]:
         "episodes": dataset.num_episodes,
         "return_mean": float(dataset.episode_returns().mean()),
         "normalized_return_mean": dataset.normalized_return_mean(),
+        "fingerprint": fingerprint(name),
     }
     dataset = dataset.replace(metadata=dataset.metadata | summary)
     path = io.write_minari(dataset, cache_path(name), f"offrl/{name}-v0", overwrite=overwrite)
@@ -176,8 +200,7 @@ def describe(name: str) -> dict:
     out = {"name": name, "env_id": env.env_id, "transitions": size, "behaviour_return": behaviour}
     out["cached"] = is_cached(name)
     if out["cached"]:
-        meta_file = cache_path(name) / "data" / "metadata.json"
-        stored = json.loads(meta_file.read_text()).get("offrl", {}).get("metadata", {})
+        stored = stored_metadata(name) or {}
         out |= {k: stored.get(k) for k in ("return_mean", "normalized_return_mean", "episodes")}
     return out
 
