@@ -114,3 +114,17 @@ def test_config_json_round_trips(tmp_path):
     train_behavior(tiny(200), tmp_path / "run", progress=False)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["env_id"] == "Pendulum-v1" and saved["algo_config"]["hidden"] == [16, 16]
+
+
+def test_behavior_cli_trains_and_resumes(tmp_path, capsys):
+    argv = ["behavior", "train", "Pendulum-v1", "--steps", "400", "--start-steps", "200",
+            "--snapshot-every", "200", "--set", "hidden=16,16", "--set", "batch_size=32",
+            "--out", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert "400 steps" in capsys.readouterr().out
+    assert main(argv) == 2  # the directory is taken
+    assert "pass --resume" in capsys.readouterr().err
+    longer = [*argv, "--resume"]
+    longer[longer.index("400")] = "600"
+    assert main(longer) == 0
+    assert "600 steps" in capsys.readouterr().out

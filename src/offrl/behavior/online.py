@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from offrl import checkpoint
+from offrl import algos, checkpoint
 from offrl.atomic import atomic_path, atomic_write, atomic_write_json
 from offrl.core import Batch, Spec
 from offrl.data.transforms import Transforms
@@ -208,7 +208,7 @@ def _append_jsonl(path: Path, record: dict) -> None:
 class _OnlineRun:
     def __init__(self, bc: BehaviorConfig, out: Path, progress: bool):
         self.bc, self.out, self.progress = bc, out, progress
-        self.algo = __import__(f"offrl.algos.{bc.algo}", fromlist=["x"])
+        self.algo = algos.get(bc.algo)
         self.cfg = make_algo_config(bc.algo, bc.algo_config)
         self.env = make_env(bc.env_id)
         self.tf = env_transforms(self.env)
