@@ -137,6 +137,17 @@ def test_load_caches_in_minari_layout_and_ignores_partial_writes(tiny_recipes):
     assert described["cached"] and described["episodes"] == 3
 
 
+def test_minari_loads_a_cached_recipe(tiny_recipes, monkeypatch):
+    minari = pytest.importorskip("minari")
+    ds = recipes.load("pendulum-expert")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(recipes.minari_root()))
+    loaded = minari.load_dataset("offrl/pendulum-expert-v0")
+    assert loaded.total_steps == len(ds) == 600
+    assert loaded.env_spec.id == "Pendulum-v1"
+    low, high = recipes.reference_returns("pendulum")
+    np.testing.assert_allclose(minari.get_normalized_score(loaded, np.array([high])), [1.0])
+
+
 def test_a_cache_made_from_other_policies_is_remade(tiny_recipes, monkeypatch):
     name = "pendulum-random"
     recipes.load(name)

@@ -26,9 +26,9 @@ BCQ paper (Fujimoto et al. 2019), environments with the two DDPG agents:
 The SAC (and DDPG) policies act as they did when exploring: SAC samples from its
 tanh-Gaussian, DDPG adds its Gaussian noise; the expert reference return is measured the
 same way. Datasets are made on first use (or `offrl data make NAME`) into
-$OFFRL_HOME/datasets/NAME in the Minari layout, written to a temporary directory and renamed
-at the end, so a partial dataset is never taken for a complete one. Generation is a function
-of the committed files and the kind's seed.
+$OFFRL_HOME/datasets/offrl/NAME-v0 in the Minari layout (Minari id offrl/NAME-v0), written
+to a temporary directory and renamed at the end, so a partial dataset is never taken for a
+complete one. Generation is a function of the committed files and the kind's seed.
 """
 
 from __future__ import annotations
@@ -127,8 +127,14 @@ def home() -> Path:
     return Path(os.environ.get("OFFRL_HOME") or platformdirs.user_cache_dir("offrl"))
 
 
+def minari_root() -> Path:
+    """Set MINARI_DATASETS_PATH to this and `minari.load_dataset("offrl/NAME-v0")` finds
+    every cached recipe."""
+    return home() / "datasets"
+
+
 def cache_path(name: str) -> Path:
-    return home() / "datasets" / name
+    return minari_root() / "offrl" / f"{name}-v0"
 
 
 RECIPE_VERSION = 1  # bump when generation changes in a way the manifest does not show
