@@ -181,8 +181,10 @@ def make(name: str, overwrite: bool = False) -> tuple[Path, float]:
     seconds = time.perf_counter() - started
     summary = {
         "generation_seconds": round(seconds, 1),
+        "transitions": len(dataset),
         "episodes": dataset.num_episodes,
         "return_mean": float(dataset.episode_returns().mean()),
+        "return_std": float(dataset.episode_returns().std()),
         "normalized_return_mean": dataset.normalized_return_mean(),
         "fingerprint": fingerprint(name),
     }
