@@ -219,7 +219,7 @@ def cmd_data(args) -> None:
 
 
 def _print_recipes(rows: list[dict]) -> None:
-    print(f"{'name':34s} {'transitions':>11s}  {'behaviour return':30s} cached")
+    print(f"{'name':40s} {'transitions':>11s}  {'behaviour return':31s} cached")
     for r in rows:
         cached = "no"
         if r["cached"]:
@@ -227,7 +227,7 @@ def _print_recipes(rows: list[dict]) -> None:
             cached = f"yes: return {r['return_mean']:.1f}" + (
                 f", normalized {score:.1f}" if score is not None else ""
             )
-        print(f"{r['name']:34s} {r['transitions']:>11,d}  {r['behaviour_return']:30s} {cached}")
+        print(f"{r['name']:40s} {r['transitions']:>11,d}  {r['behaviour_return']:31s} {cached}")
 
 
 def cmd_behavior(args) -> None:
