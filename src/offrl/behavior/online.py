@@ -212,6 +212,7 @@ class _OnlineRun:
         self.cfg = make_algo_config(bc.algo, bc.algo_config)
         self.env = make_env(bc.env_id)
         self.tf = env_transforms(self.env)
+        self.low, self.high = np.asarray(self.tf.act_low), np.asarray(self.tf.act_high)
         obs_dim, act_dim = self.tf.obs_mean.shape[0], self.tf.act_low.shape[0]
         root = jax.random.key(bc.seed)
         self.state = self.algo.init(
@@ -282,18 +283,19 @@ class _OnlineRun:
 
     def _episode(self, bar) -> tuple[float, int]:
         """One episode (cut short when the step budget ends); updates and snapshots inside."""
-        bc, tf = self.bc, self.tf
+        bc = self.bc
         rng = np.random.default_rng([bc.seed, self.episode])
         obs, _ = self.env.reset(seed=episode_seed(bc.seed, self.episode))
         ret, length, done = 0.0, 0, False
         while not done and self.step < bc.steps:
             if self.step < bc.start_steps:
-                unit = rng.uniform(-1.0, 1.0, tf.act_low.shape).astype(np.float32)
-                action = np.asarray(tf.action_to_env(unit))
+                unit = rng.uniform(-1.0, 1.0, self.low.shape).astype(np.float32)
+                action = self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
             else:
                 key = jax.random.fold_in(self.act_key, self.step)
                 action = np.asarray(self.act_fn(self.state, obs[None].astype(np.float32), key))[0]
-                unit = np.clip(np.asarray(tf.action_to_unit(action)), -1.0, 1.0)
+                # numpy, not the jnp transforms: no device dispatch per environment step
+                unit = np.clip(2.0 * (action - self.low) / (self.high - self.low) - 1.0, -1, 1)
             next_obs, rew, term, trunc, _ = self.env.step(action)
             self.buffer.add(obs, unit, rew, next_obs, term)
             obs, ret, length, done = next_obs, ret + float(rew), length + 1, term or trunc
