@@ -149,8 +149,8 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
     return False
 
 
-def _truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop lines logged after the checkpoint we resume from (they will be made again)."""
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Drop records logged after the checkpoint we resume from (they will be made again)."""
     if not path.exists():
         return
     keep = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= last_step]
@@ -256,7 +256,7 @@ class _Trainer:
         if checkpoint.exists(self.ckpt_dir):
             self.state, self.meta = checkpoint.load(self.ckpt_dir, self.state)
         self.wall_before = self.meta["wall_seconds"]  # time spent by earlier, resumed-from runs
-        _truncate_metrics(out / METRICS_FILE, int(self.state.step))
+        truncate_jsonl(out / METRICS_FILE, int(self.state.step))
 
     def _chunk_fn(self, length: int):
         """The compiled K-update function, compiled ahead of time so timing excludes it."""

@@ -44,7 +44,7 @@ from offrl.data.transforms import Transforms
 from offrl.envs.rollout import make_env, rollout
 from offrl.errors import ConfigError
 from offrl.evaluate import compiled_act, jax_policy
-from offrl.training import make_algo_config
+from offrl.training import make_algo_config, truncate_jsonl
 
 ONLINE_ALGOS = ("sac", "td3", "ddpg")
 CONFIG_FILE, BUFFER_FILE, SNAPSHOT_LOG, EPISODE_LOG = (
@@ -195,11 +195,6 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
 
 
-def _truncate_jsonl(path: Path, last_step: int) -> None:
-    keep = [r for r in read_jsonl(path) if r["step"] <= last_step]
-    atomic_write(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
-
-
 def _append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -233,7 +228,7 @@ class _OnlineRun:
         self.step, self.episode = meta["step"], meta["episode"]
         self.buffer.load(self.out / BUFFER_FILE, self.step)
         for log in (SNAPSHOT_LOG, EPISODE_LOG):
-            _truncate_jsonl(self.out / log, self.step)
+            truncate_jsonl(self.out / log, self.step)
 
     def _checkpoint(self) -> None:
         self.buffer.save(self.out / BUFFER_FILE)  # first: the meta's step says how much is valid

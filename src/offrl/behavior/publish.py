@@ -22,7 +22,7 @@ import numpy as np
 from offrl.atomic import atomic_write_json
 from offrl.behavior.online import CONFIG_FILE, SNAPSHOT_LOG, read_jsonl, snapshot_path
 from offrl.data import recipes
-from offrl.envs.rollout import rollout
+from offrl.envs.rollout import env_spaces, rollout
 from offrl.errors import ConfigError
 
 REFERENCE_SEED = 10_000  # evaluation episodes use seeds from here on, apart from training's
@@ -66,7 +66,8 @@ def publish(
         "obs_dim": None,
         "act_dim": None,
     }
-    agent["obs_dim"], agent["act_dim"] = _dims(env.env_id)
+    obs_space, act_space = env_spaces(env.env_id)
+    agent["obs_dim"], agent["act_dim"] = int(obs_space.shape[0]), int(act_space.shape[0])
     copy = lambda step: _copy(run_dir, step, policy_dir, f"{slug}/{role}")  # noqa: E731
 
     if role == recipes.SAC:
@@ -108,14 +109,6 @@ def publish(
     atomic_write_json(manifest_path, manifest)
     recipes.manifest.cache_clear()
     return agent
-
-
-def _dims(env_id: str) -> tuple[int, int]:
-    from offrl.envs.rollout import make_env
-
-    env = make_env(env_id)
-    env.close()
-    return int(env.observation_space.shape[0]), int(env.action_space.shape[0])
 
 
 def _copy(run_dir: Path, step: int, policy_dir: Path, sub: str) -> str:

@@ -298,17 +298,10 @@ def _replay(env: EnvRecipe, agent: dict, seed: int) -> dict[str, np.ndarray]:
 
 
 def _action_bounds(env_id: str) -> tuple[np.ndarray, np.ndarray]:
-    space = _action_space(env_id)
+    from offrl.envs.rollout import env_spaces
+
+    space = env_spaces(env_id)[1]
     return space.low.astype(np.float32), space.high.astype(np.float32)
-
-
-@functools.cache
-def _action_space(env_id: str):
-    from offrl.envs.rollout import make_env
-
-    env = make_env(env_id)
-    env.close()
-    return env.action_space
 
 
 def uniform_policy(env_id: str) -> BatchPolicy:
