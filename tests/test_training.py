@@ -209,7 +209,7 @@ def test_load_policy_acts_like_the_trained_state(finished_run):
     batch = policy(obs)
     assert batch.shape == (2, 1) and np.all(np.abs(batch) <= 2.0)
     np.testing.assert_array_equal(policy(obs[0]), batch[0])
-    result = policy.evaluate(episodes=2, seed=training._eval_seed(0))
+    result = policy.evaluate(episodes=2, seed=training.eval_seed(0))
     assert result["return_mean"] == pytest.approx(summary["final_return"], rel=1e-5)
 
 

@@ -1,4 +1,4 @@
-"""The `offrl` command line: train, eval, data, demo.
+"""The `offrl` command line: train, eval, data, behavior, bench, demo.
 
 Bad input ends with one line on stderr, `offrl: error: ...`, and exit status 2.
 """
@@ -98,6 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--role", default="sac", choices=("sac", "ddpg-noise0.5", "ddpg-noise0.1"))
     pub.add_argument("--replay-every", type=int, help="steps between replay snapshots")
     pub.add_argument("--episodes", type=int, default=100, help="episodes per measured return")
+
+    bench = sub.add_parser("bench", help="benchmark sweeps on Ray: run, table, plot, report")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
+    brun = bench_sub.add_parser("run", help="run (or resume) every run of a sweep spec (YAML)")
+    brun.add_argument("spec", type=Path, help="sweep spec, e.g. benchmarks/specs/quick.yaml")
+    brun.add_argument("--out", type=Path, help="results directory (default runs/bench/NAME)")
+    brun.add_argument("--address", help="join this Ray cluster (default: start Ray here)")
+    brun.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    brun.add_argument(
+        "--local-mode", action="store_true", help="run the tasks one by one in this process"
+    )
+    brun.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for name, text in (
+        ("table", "print and write the score tables (Markdown and CSV)"),
+        ("plot", "learning curves per dataset: mean and a band over seeds"),
+        ("report", "a self-contained HTML page: tables, curves, every run's config"),
+    ):
+        bench_sub.add_parser(name, help=text).add_argument("results", type=Path)
 
     demo = sub.add_parser("demo", help=f"{DEMO_ALGO} on {DEMO_DATASET}: make, train, evaluate")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -275,7 +293,49 @@ def _publish(args) -> None:
     print(f"replay: {len(replay['files'])} snapshots up to step {replay['until']}")
 
 
+def cmd_bench(args) -> int:
+    if args.bench_command == "run":
+        return _bench_run(args)
+    if args.bench_command == "table":
+        from offrl.bench.tables import write_tables
+
+        print(write_tables(args.results))
+        print(f"\nwritten: {args.results / 'table.md'}, table_final.csv, table_best.csv")
+    elif args.bench_command == "plot":
+        from offrl.bench.plots import plot_learning_curves
+
+        for path in plot_learning_curves(args.results):
+            print(path)
+    else:
+        from offrl.bench.report import write_report
+
+        print(write_report(args.results))
+    return 0
+
+
+def _bench_run(args) -> int:
+    from offrl.bench.sweep import run_sweep
+
+    results, outcomes = run_sweep(
+        args.spec,
+        out=args.out,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        local_mode=args.local_mode,
+        progress=not args.no_progress,
+    )
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("skipped", "completed")}
+    counts |= {s: sum(o.status == s for o in outcomes) for s in ("diverged", "failed")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to run")
+    for o in outcomes:
+        if o.status == "failed":
+            print(f"failed: {o.dir}: {o.error}", file=sys.stderr)
+    print(f"results in {results}; the tables: `offrl bench table {results}`")
+    return 1 if counts["failed"] else 0
+
+
 COMMANDS = {
+    "bench": cmd_bench,
     "behavior": cmd_behavior,
     "train": cmd_train,
     "eval": cmd_eval,
@@ -287,7 +347,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
     except OffrlError as exc:
         print(f"offrl: error: {exc}", file=sys.stderr)
         return 2
@@ -300,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -109,7 +109,30 @@ def make_update_chunk(algo, cfg, num_steps: int):
     finite. `chunk_metrics` turns the pair into a plain dict on the host.
     """
 
-    @jax.jit
+    return jax.jit(_chunk_body(algo, cfg, num_steps))
+
+
+def make_seed_group_chunk(algo, cfg, num_steps: int):
+    """`make_update_chunk` for S seeds in one compiled program: state and base key carry a
+    leading seed axis, the dataset is shared. Every output gains the seed axis."""
+    return jax.jit(jax.vmap(_chunk_body(algo, cfg, num_steps), in_axes=(0, None, 0)))
+
+
+def stack_states(states: list[Any]) -> Any:
+    """S states of one algorithm as one state with a leading seed axis. The first state's
+    structure serves all: each state's apply functions are methods bound to its own (equal)
+    module, which pytree comparison would call different."""
+    treedef = jax.tree_util.tree_structure(states[0])
+    leaves = [jax.tree_util.tree_leaves(s) for s in states]
+    return jax.tree_util.tree_unflatten(treedef, [jnp.stack(xs) for xs in zip(*leaves)])
+
+
+def unstack_state(stacked: Any, index: int) -> Any:
+    """Seed `index`'s state out of a stacked one."""
+    return jax.tree_util.tree_map(lambda x: x[index], stacked)
+
+
+def _chunk_body(algo, cfg, num_steps: int):
     def chunk(state, data: Batch, base_key: jax.Array):
         def body(state, _):
             key = jax.random.fold_in(base_key, state.step)

@@ -15,16 +15,27 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
 from offrl import algos, checkpoint
 from offrl.atomic import atomic_write, atomic_write_json
-from offrl.core import Spec, chunk_metrics, make_update_chunk, spec_from_dataset, to_device
+from offrl.core import (
+    Spec,
+    chunk_metrics,
+    make_seed_group_chunk,
+    make_update_chunk,
+    spec_from_dataset,
+    stack_states,
+    to_device,
+    unstack_state,
+)
 from offrl.data import Dataset, load_dataset
 from offrl.data.transforms import Transforms, make_transforms
 from offrl.envs.registry import reference_scores
@@ -159,6 +170,9 @@ def truncate_jsonl(path: Path, last_step: int) -> None:
 
 # --------------------------------------------------------------------------- the loop
 
+# What `callback` receives after every chunk of updates.
+Progress = dict[str, Any]  # {"step", "steps", "updates_per_second", "score" (last eval or None)}
+
 
 def train(
     algo: str,
@@ -175,36 +189,114 @@ def train(
     overwrite: bool = False,
     clip_actions: bool = False,
     progress: bool = True,
+    callback: Callable[[Progress], None] | None = None,
 ) -> dict:
-    """Train `algo` on `dataset` for `steps` updates; returns the summary (also summary.json)."""
+    """Train `algo` on `dataset` for `steps` updates; returns the summary (also summary.json).
+
+    `callback`, if given, is called after every chunk of updates with a `Progress` dict.
+    """
     started = time.perf_counter()
-    out = Path(out)
-    if (steps <= 0 and not resume) or eval_every <= 0 or chunk_size <= 0 or eval_episodes <= 0:
+    options = _Options(env, eval_every, eval_episodes, chunk_size, clip_actions, resume, overwrite)
+    (run,), cfg, data = _prepare(algo, dataset, steps, [seed], [Path(out)], overrides, options)
+    trainer = _Trainer([run], cfg, data, [Path(out)], progress, callback)
+    summaries = trainer.run(started)
+    if trainer.members[0].error is not None:
+        raise trainer.members[0].error
+    return summaries[0]
+
+
+def train_seeds(
+    algo: str,
+    dataset: str | Path,
+    steps: int,
+    seeds: list[int],
+    outs: list[str | Path],
+    env: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    eval_every: int = 5_000,
+    eval_episodes: int = 10,
+    chunk_size: int = 1_000,
+    resume: bool = False,
+    overwrite: bool = False,
+    clip_actions: bool = False,
+    progress: bool = True,
+    callback: Callable[[Progress], None] | None = None,
+) -> list[dict]:
+    """`train` for several seeds in one compiled program (`vmap` over the seed axis).
+
+    Each seed gets its own ordinary run directory in `outs`, the same as `train` would
+    write, and its own initialization and keys; only the updates run together. A seed that
+    diverges stops (its summary says so) while the others go on. Returns the summaries.
+    """
+    started = time.perf_counter()
+    if len(seeds) != len(outs) or len(set(seeds)) != len(seeds) or not seeds:
+        raise ConfigError("train_seeds: give one run directory per seed, seeds distinct")
+    paths = [Path(o) for o in outs]
+    options = _Options(env, eval_every, eval_episodes, chunk_size, clip_actions, resume, overwrite)
+    runs, cfg, data = _prepare(algo, dataset, steps, seeds, paths, overrides, options)
+    return _Trainer(runs, cfg, data, paths, progress, callback).run(started)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    env: str | None
+    eval_every: int
+    eval_episodes: int
+    chunk_size: int
+    clip_actions: bool
+    resume: bool
+    overwrite: bool
+
+
+def _prepare(algo, dataset, steps, seeds, outs, overrides, opt: _Options):
+    """Check the arguments, make (or reopen) each run directory and write its config.json.
+    Returns the RunConfigs, the algorithm Config and the dataset (loaded once for all)."""
+    if (
+        (steps <= 0 and not opt.resume)
+        or opt.eval_every <= 0
+        or opt.chunk_size <= 0
+        or opt.eval_episodes <= 0
+    ):
         # On --resume, steps = 0 means "as many as the run was started with".
         raise ConfigError("steps, eval_every, chunk_size and eval_episodes must be positive")
-    resuming = prepare_run_dir(out, resume, overwrite)
-    if resuming:
-        run = RunConfig(**json.loads((out / CONFIG_FILE).read_text()))
-        _check_resume_matches(run, algo, dataset, overrides, out)
-        run = dataclasses.replace(run, steps=max(steps, run.steps) if steps else run.steps)
-    else:
-        run = RunConfig(
-            algo=algo,
-            dataset=str(dataset),
-            steps=steps,
-            seed=seed,
-            env_id=env,
-            eval_every=eval_every,
-            eval_episodes=eval_episodes,
-            chunk_size=chunk_size,
-            clip_actions=clip_actions,
-            algo_config=dict(overrides or {}),
-        )
-    cfg = make_algo_config(run.algo, run.algo_config)
-    data = load_dataset(run.dataset, clip_actions=run.clip_actions)
-    run = _complete_run_config(run, data, cfg)
-    atomic_write_json(out / CONFIG_FILE, dataclasses.asdict(run))
-    return _Trainer(run, cfg, data, out, progress).run(started)
+    runs = []
+    for seed, out in zip(seeds, outs):
+        if prepare_run_dir(out, opt.resume, opt.overwrite):
+            run = RunConfig(**json.loads((out / CONFIG_FILE).read_text()))
+            _check_resume_matches(run, algo, dataset, overrides, out)
+            run = dataclasses.replace(run, steps=max(steps, run.steps) if steps else run.steps)
+        else:
+            run = RunConfig(
+                algo=algo,
+                dataset=str(dataset),
+                steps=steps,
+                seed=seed,
+                env_id=opt.env,
+                eval_every=opt.eval_every,
+                eval_episodes=opt.eval_episodes,
+                chunk_size=opt.chunk_size,
+                clip_actions=opt.clip_actions,
+                algo_config=dict(overrides or {}),
+            )
+        runs.append(run)
+    cfg = make_algo_config(runs[0].algo, runs[0].algo_config)
+    data = load_dataset(runs[0].dataset, clip_actions=runs[0].clip_actions)
+    runs = [_complete_run_config(run, data, cfg) for run in runs]
+    _check_group(runs, cfg)
+    for run, out in zip(runs, outs):
+        atomic_write_json(out / CONFIG_FILE, dataclasses.asdict(run))
+    return runs, cfg, data
+
+
+def _check_group(runs: list[RunConfig], cfg) -> None:
+    """Seeds trained together must agree on everything but the seed."""
+    first = dataclasses.replace(runs[0], seed=0)
+    for run in runs[1:]:
+        if dataclasses.replace(run, seed=0) != first:
+            raise ConfigError(
+                f"seeds {runs[0].seed} and {run.seed}: resumed run directories differ in "
+                "configuration; seeds trained in one program must agree on all but the seed"
+            )
 
 
 def _check_resume_matches(run: RunConfig, algo: str, dataset, overrides, out: Path) -> None:
@@ -239,77 +331,62 @@ def _complete_run_config(run: RunConfig, data: Dataset, cfg) -> RunConfig:
     )
 
 
-class _Trainer:
-    def __init__(self, run: RunConfig, cfg, data: Dataset, out: Path, progress: bool):
-        self.run_cfg, self.cfg, self.out, self.progress = run, cfg, out, progress
-        self.algo = get_algo(run.algo)
-        tf = make_transforms(data, cfg.normalize_obs, cfg.reward_scaling)
+class _Member:
+    """One seed's run: its state, keys, run directory, log, checkpoints and summary."""
+
+    def __init__(self, run: RunConfig, cfg, algo, spec: Spec, out: Path):
+        self.run_cfg, self.cfg, self.algo, self.out = run, cfg, algo, out
         init_key, self.train_key = jax.random.split(jax.random.key(run.seed))
         try:
-            self.state = self.algo.init(cfg, spec_from_dataset(data, tf), init_key)
+            self.state = algo.init(cfg, spec, init_key)
         except ValueError as exc:  # a Config value the algorithm rejects
             raise ConfigError(f"{run.algo} config: {exc}") from None
-        self.device_data = to_device(data, tf)
         self.ckpt_dir = out / CHECKPOINT_DIR
         self.meta = {"train_seconds": 0.0, "wall_seconds": 0.0}
-        self.chunks: dict[int, Any] = {}
         if checkpoint.exists(self.ckpt_dir):
             self.state, self.meta = checkpoint.load(self.ckpt_dir, self.state)
         self.wall_before = self.meta["wall_seconds"]  # time spent by earlier, resumed-from runs
         truncate_jsonl(out / METRICS_FILE, int(self.state.step))
+        self.log = open(out / METRICS_FILE, "a")  # closed in finish()
+        self.last_eval: dict | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.error: DivergenceError | None = None
 
-    def _chunk_fn(self, length: int):
-        """The compiled K-update function, compiled ahead of time so timing excludes it."""
-        if length not in self.chunks:
-            fn = make_update_chunk(self.algo, self.cfg, length)
-            self.chunks[length] = fn.lower(self.state, self.device_data, self.train_key).compile()
-        return self.chunks[length]
+    def advance(self, new_state, metrics: dict, finite: bool, end: int, elapsed: float, started):
+        """Take one chunk's result: check it, log it, evaluate and checkpoint on schedule."""
+        step = int(self.state.step)
+        try:
+            self._guard(metrics, finite, end)
+        except DivergenceError as exc:
+            self.error = exc
+            return
+        self.state, self.last_metrics = new_state, metrics
+        self.meta["train_seconds"] += elapsed
+        ups = (end - step) / elapsed
+        _log(self.log, {"step": end, "kind": "train", **metrics, "updates_per_second": ups})
+        if end % self.run_cfg.eval_every == 0 or end == self.run_cfg.steps:
+            self.last_eval = self._evaluate()
+            _log(self.log, {"step": end, "kind": "eval", **self.last_eval})
+            self._save(started)
 
-    def _next_boundary(self, step: int) -> int:
-        run = self.run_cfg
-        up = lambda every: (step // every + 1) * every  # noqa: E731
-        return min(up(run.chunk_size), up(run.eval_every), run.steps)
-
-    def run(self, started: float) -> dict:
-        run, step = self.run_cfg, int(self.state.step)
-        bar = tqdm(
-            total=run.steps,
-            initial=step,
-            disable=not self.progress,
-            unit="upd",
-            dynamic_ncols=True,
-            desc=f"{run.algo} on {Path(run.dataset).name}",
-        )
-        last_eval = None
-        with open(self.out / METRICS_FILE, "a") as log:
-            while step < run.steps:
-                end = self._next_boundary(step)
-                chunk = self._chunk_fn(end - step)
-                t0 = time.perf_counter()
-                new_state, metrics, finite = chunk(self.state, self.device_data, self.train_key)
-                metrics = chunk_metrics(metrics)
-                elapsed = time.perf_counter() - t0
-                self._guard(metrics, bool(finite), end)
-                ups = (end - step) / elapsed
-                self.state, step = new_state, end
-                self.meta["train_seconds"] += elapsed
-                _log(log, {"step": step, "kind": "train", **metrics, "updates_per_second": ups})
-                bar.update(end - bar.n)
-                if step % run.eval_every == 0 or step == run.steps:
-                    last_eval = self._evaluate(step)
-                    _log(log, {"step": step, "kind": "eval", **last_eval})
-                    self._save(started)
-                bar.set_postfix(_postfix(metrics, last_eval, ups), refresh=False)
-        bar.close()
-        if last_eval is None:  # resumed a run that had already finished
-            last_eval = self._evaluate(step)
+    def finish(self, started: float) -> dict:
+        self.log.close()
+        if self.error is not None:
+            return json.loads((self.out / SUMMARY_FILE).read_text())
+        if self.last_eval is None:  # resumed a run that had already finished
+            self.last_eval = self._evaluate()
         self.meta["wall_seconds"] = self.wall_before + time.perf_counter() - started
-        summary = self._summary(last_eval)
+        summary = self._summary(self.last_eval)
         atomic_write_json(self.out / SUMMARY_FILE, summary)
         from offrl.plot import plot_curves
 
-        plot_curves(self.out / METRICS_FILE, self.out / CURVE_FILE, title=_title(run))
+        plot_curves(self.out / METRICS_FILE, self.out / CURVE_FILE, title=_title(self.run_cfg))
         return summary
+
+    def score(self) -> float | None:
+        if self.last_eval is None:
+            return None
+        return self.last_eval.get("normalized_score", self.last_eval["return_mean"])
 
     def _guard(self, metrics: dict[str, float], params_finite: bool, step: int) -> None:
         bad = [k for k, v in metrics.items() if not np.isfinite(v)]
@@ -333,14 +410,14 @@ class _Trainer:
             f"training diverged between steps {good} and {step}: {what} became NaN/inf; {kept}"
         )
 
-    def _evaluate(self, step: int) -> dict[str, float]:
+    def _evaluate(self) -> dict[str, float]:
         run = self.run_cfg
         policy = jax_policy(self.algo, self.cfg, self.state, seed=run.seed)
         return evaluate(
             policy,
             run.env_id,
             run.eval_episodes,
-            _eval_seed(run.seed),
+            eval_seed(run.seed),
             run.ref_min_score,
             run.ref_max_score,
         )
@@ -377,7 +454,97 @@ class _Trainer:
         }
 
 
-def _eval_seed(seed: int) -> int:
+class _Trainer:
+    """Runs the chunks of updates for one seed, or for several stacked in one program."""
+
+    def __init__(self, runs, cfg, data: Dataset, outs, progress: bool, callback):
+        self.cfg, self.progress, self.callback = cfg, progress, callback
+        self.run_cfg = runs[0]
+        self.algo = get_algo(self.run_cfg.algo)
+        tf = make_transforms(data, cfg.normalize_obs, cfg.reward_scaling)
+        spec = spec_from_dataset(data, tf)
+        self.members = [_Member(run, cfg, self.algo, spec, out) for run, out in zip(runs, outs)]
+        steps = {int(m.state.step) for m in self.members}
+        if len(steps) > 1:
+            raise ConfigError(
+                f"seeds trained together were checkpointed at different steps {sorted(steps)}; "
+                "resume them one by one"
+            )
+        self.device_data = to_device(data, tf)
+        self.chunks: dict[int, Any] = {}
+
+    @property
+    def grouped(self) -> bool:
+        return len(self.members) > 1
+
+    def _inputs(self):
+        live = self._live()
+        if not self.grouped:
+            return live[0].state, live[0].train_key
+        return stack_states([m.state for m in live]), jnp.stack([m.train_key for m in live])
+
+    def _live(self) -> list[_Member]:
+        return [m for m in self.members if m.error is None]
+
+    def _chunk_fn(self, length: int, n_live: int):
+        """The compiled K-update function, compiled ahead of time so timing excludes it."""
+        if (length, n_live) not in self.chunks:
+            make = make_seed_group_chunk if self.grouped else make_update_chunk
+            fn = make(self.algo, self.cfg, length)
+            state, key = self._inputs()
+            self.chunks[length, n_live] = fn.lower(state, self.device_data, key).compile()
+        return self.chunks[length, n_live]
+
+    def _next_boundary(self, step: int) -> int:
+        run = self.run_cfg
+        up = lambda every: (step // every + 1) * every  # noqa: E731
+        return min(up(run.chunk_size), up(run.eval_every), run.steps)
+
+    def run(self, started: float) -> list[dict]:
+        run, step = self.run_cfg, int(self.members[0].state.step)
+        seeds = ",".join(str(m.run_cfg.seed) for m in self.members)
+        bar = tqdm(
+            total=run.steps,
+            initial=step,
+            disable=not self.progress,
+            unit="upd",
+            dynamic_ncols=True,
+            desc=f"{run.algo} on {Path(run.dataset).name}"
+            + (f" (seeds {seeds})" if self.grouped else ""),
+        )
+        try:
+            while step < run.steps and self._live():
+                end = self._next_boundary(step)
+                live = self._live()
+                chunk = self._chunk_fn(end - step, len(live))
+                state, key = self._inputs()
+                t0 = time.perf_counter()
+                out = jax.block_until_ready(chunk(state, self.device_data, key))
+                elapsed = time.perf_counter() - t0
+                self._advance(live, *out, end, elapsed, started)
+                ups = (end - step) * len(live) / elapsed  # all seeds together
+                step = end
+                bar.update(end - bar.n)
+                lead = live[0]
+                bar.set_postfix(_postfix(lead.last_metrics, lead.last_eval, ups), refresh=False)
+                if self.callback is not None:
+                    info = {"updates_per_second": ups, "score": lead.score()}
+                    self.callback({"step": end, "steps": run.steps} | info)
+        finally:
+            bar.close()
+        return [m.finish(started) for m in self.members]
+
+    def _advance(self, live, new_state, metrics, finite, end, elapsed, started) -> None:
+        if not self.grouped:
+            live[0].advance(new_state, chunk_metrics(metrics), bool(finite), end, elapsed, started)
+            return
+        for i, member in enumerate(live):
+            member_metrics = chunk_metrics(unstack_state(metrics, i))
+            state_i = unstack_state(new_state, i)
+            member.advance(state_i, member_metrics, bool(finite[i]), end, elapsed, started)
+
+
+def eval_seed(seed: int) -> int:
     """Evaluation episodes start from the same states at every evaluation of a run."""
     return 1_000_000 + 1_000 * seed
 

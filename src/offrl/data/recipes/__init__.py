@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import platformdirs
+from filelock import FileLock
 
 from offrl.data.dataset import Dataset
 from offrl.envs.rollout import BatchPolicy
@@ -168,7 +169,11 @@ def load(name: str) -> Dataset:
     from offrl.data import io
 
     if not is_cached(name):
-        make(name, overwrite=cache_path(name).exists())
+        # Processes of a sweep may ask for the same new dataset at once: one makes it.
+        cache_path(name).parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{cache_path(name)}.lock"):
+            if not is_cached(name):
+                make(name, overwrite=cache_path(name).exists())
     return io.read(cache_path(name)).replace(name=name)
 
 

@@ -1,0 +1,1 @@
+"""Benchmark sweeps: run (Ray), tables, plots, report."""
