@@ -106,9 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
     brun.add_argument("--out", type=Path, help="results directory (default runs/bench/NAME)")
     brun.add_argument("--address", help="join this Ray cluster (default: start Ray here)")
     brun.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
-    brun.add_argument(
-        "--local-mode", action="store_true", help="run the tasks one by one in this process"
-    )
     brun.add_argument("--no-progress", action="store_true", help="no progress bars")
     for name, text in (
         ("table", "print and write the score tables (Markdown and CSV)"),
@@ -321,7 +318,6 @@ def _bench_run(args) -> int:
         out=args.out,
         address=args.address,
         num_cpus=args.num_cpus,
-        local_mode=args.local_mode,
         progress=not args.no_progress,
     )
     counts = {s: sum(o.status == s for o in outcomes) for s in ("skipped", "completed")}

@@ -54,7 +54,6 @@ def run_sweep(
     out: str | Path | None = None,
     address: str | None = None,
     num_cpus: int | None = None,
-    local_mode: bool = False,
     progress: bool = True,
 ) -> tuple[Path, list[Outcome]]:
     """Run every run of the spec not yet completed. Returns the results directory and one
@@ -74,7 +73,7 @@ def run_sweep(
         return results, skipped
     import ray
 
-    _start_ray(ray, address, num_cpus, local_mode)
+    _start_ray(ray, address, num_cpus)
     try:
         total = sum(len(t.seeds) for t in tasks)
         return results, skipped + _drive(ray, todo, spec, results, total, len(skipped), progress)
@@ -114,15 +113,18 @@ def _unfinished(task: RunTask, results: Path) -> RunTask | None:
     return dataclasses.replace(task, seeds=seeds) if seeds else None
 
 
-def _start_ray(ray, address: str | None, num_cpus: int | None, local_mode: bool) -> None:
+def _start_ray(ray, address: str | None, num_cpus: int | None) -> None:
     import logging
+    import warnings
 
+    # Ray starts its processes with fork+exec; JAX's warning about fork does not apply.
+    warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
     quiet = {"include_dashboard": False, "configure_logging": False, "log_to_driver": False}
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
         cpus = num_cpus or os.cpu_count()
-        ray.init(num_cpus=cpus, local_mode=local_mode, logging_level=logging.WARNING, **quiet)
+        ray.init(num_cpus=cpus, logging_level=logging.WARNING, **quiet)
 
 
 # --------------------------------------------------------------------------- a task
