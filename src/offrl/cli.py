@@ -351,10 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return 0
     except KeyboardInterrupt:
-        print(
-            "offrl: interrupted; a run continues from its last checkpoint with --resume",
-            file=sys.stderr,
+        again = (
+            "finished runs are kept; the same `offrl bench run` resumes the sweep"
+            if args.command == "bench"
+            else "a run continues from its last checkpoint with --resume"
         )
+        print(f"offrl: interrupted; {again}", file=sys.stderr)
         return 130
     return status or 0
 

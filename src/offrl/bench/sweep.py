@@ -263,8 +263,10 @@ class _ProgressView:
                     total=info["steps"],
                     initial=info["step"],
                     desc=name,
-                    unit="upd",
                     position=slot,
+                    # Updates arrive a chunk at a time: tqdm's own rate would be noise.
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                    "[{elapsed}, {postfix}]",
                     leave=False,
                 )
             line = self.lines[name]
