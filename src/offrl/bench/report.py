@@ -12,8 +12,10 @@ from html import escape
 from pathlib import Path
 
 from offrl.atomic import atomic_write
+from offrl.bench import FAILED_FILE, SWEEP_YAML
 from offrl.bench.plots import plot_learning_curves
 from offrl.bench.tables import DASH, Results, RunRecord, Table, collect, score_table
+from offrl.training import CONFIG_FILE
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
@@ -53,12 +55,12 @@ def _run_html(results: Results, run: RunRecord) -> str:
     ]
     if run.error:
         parts.append(f'<pre class="failed">{escape(run.error)}</pre>')
-        trace = json.loads((run.dir / "failed.json").read_text()).get("traceback", "")
+        trace = json.loads((run.dir / FAILED_FILE).read_text()).get("traceback", "")
         if trace:
             parts.append(
                 f"<details><summary>traceback</summary><pre>{escape(trace)}</pre></details>"
             )
-    config = run.dir / "config.json"
+    config = run.dir / CONFIG_FILE
     text = config.read_text() if config.exists() else "(no config.json yet)"
     parts.append(f"<details><summary>config.json</summary><pre>{escape(text)}</pre></details>")
     return "\n".join(parts) + "</li>"
@@ -74,7 +76,7 @@ def write_report(results_dir: Path) -> Path:
     for png in plot_learning_curves(results.root):
         data = base64.b64encode(png.read_bytes()).decode()
         body.append(f'<img alt="{escape(png.stem)}" src="data:image/png;base64,{data}">')
-    spec = results.root / "sweep.yaml"
+    spec = results.root / SWEEP_YAML
     if spec.exists():
         body.append(
             f"<details><summary>sweep.yaml</summary><pre>{escape(spec.read_text())}</pre></details>"

@@ -28,10 +28,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from offrl.atomic import atomic_write, atomic_write_json
+from offrl.bench import FAILED_FILE, SWEEP_JSON, SWEEP_YAML
 from offrl.bench.spec import RunTask, SweepSpec, dataset_dir, load_spec, plan
 from offrl.training import CONFIG_FILE, SUMMARY_FILE
 
-FAILED_FILE, SWEEP_JSON, SWEEP_YAML = "failed.json", "sweep.json", "sweep.yaml"
 # One XLA thread per one-CPU task: two single-threaded runs side by side beat two that
 # fight over both cores (measured ~18% more updates/s in all on this 2-core machine).
 SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"

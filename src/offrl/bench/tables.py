@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from offrl.atomic import atomic_write
+from offrl.bench import FAILED_FILE, SWEEP_JSON
 from offrl.errors import ConfigError
+from offrl.training import METRICS_FILE, SUMMARY_FILE
 
-SWEEP_FILE = "sweep.json"
 DASH = "—"
 
 
@@ -97,7 +98,7 @@ def _read_json(path: Path) -> Any:
 
 def read_evals(run_dir: Path) -> list[dict]:
     """The eval records of metrics.jsonl; a torn last line (run still writing) is skipped."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS_FILE
     if not path.exists():
         return []
     out = []
@@ -113,8 +114,8 @@ def read_evals(run_dir: Path) -> list[dict]:
 
 def _record(dataset: str, label: str, seed: int, run_dir: Path) -> RunRecord:
     base = RunRecord(dataset, label, seed, run_dir, "pending")
-    if (run_dir / "summary.json").exists():
-        s = _read_json(run_dir / "summary.json")
+    if (run_dir / SUMMARY_FILE).exists():
+        s = _read_json(run_dir / SUMMARY_FILE)
         status = s.get("status", "completed")
         final, best = s.get("final_normalized_score"), s.get("best_normalized_score")
         if status != "completed":
@@ -126,8 +127,8 @@ def _record(dataset: str, label: str, seed: int, run_dir: Path) -> RunRecord:
         final = s.get("final_return")
         best = max(returns, default=final)
         return dataclasses.replace(base, status=status, final=final, best=best, is_return=True)
-    if (run_dir / "failed.json").exists():
-        error = str(_read_json(run_dir / "failed.json").get("error", "")).strip()
+    if (run_dir / FAILED_FILE).exists():
+        error = str(_read_json(run_dir / FAILED_FILE).get("error", "")).strip()
         return dataclasses.replace(base, status="failed", error=error)
     return base
 
@@ -141,8 +142,8 @@ def collect(results_dir: Path) -> Results:
     datasets: list[str] = []
     labels: list[str] = []
     name = root.resolve().name
-    if (root / SWEEP_FILE).exists():
-        sweep = _read_json(root / SWEEP_FILE)
+    if (root / SWEEP_JSON).exists():
+        sweep = _read_json(root / SWEEP_JSON)
         name = sweep.get("name") or name
         datasets, labels = list(sweep.get("datasets", [])), list(sweep.get("labels", []))
         for run in sweep.get("runs", []):
