@@ -36,7 +36,7 @@ from offrl.data.transforms import make_transforms
 from offrl.envs.registry import reference_scores
 from offrl.errors import DivergenceError
 from offrl.evaluate import evaluate
-from offrl.training import eval_seed, make_algo_config
+from offrl.training import eval_seed, make_algo_config, parse_overrides
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
 import speed  # noqa: E402  (its d3rlpy import and MDPDataset helpers)
@@ -274,6 +274,7 @@ def run_offrl(args, dataset: str, algo: str, seed: int) -> dict:
             out=run_dir,
             eval_every=args.eval_every or args.steps,
             eval_episodes=args.eval_episodes,
+            overrides=parse_overrides(args.set),
             overwrite=True,
             progress=False,
         )
@@ -296,7 +297,7 @@ def run_offrl(args, dataset: str, algo: str, seed: int) -> dict:
 
 def run_d3rlpy(args, libs, ds, d3_data, dataset: str, algo: str, seed: int) -> dict:
     d3rlpy, _ = libs
-    cfg = make_algo_config(algo, {})  # offrl's defaults, as offrl.train uses them
+    cfg = make_algo_config(algo, parse_overrides(args.set))  # as offrl.train makes it
     d3rlpy.seed(seed)
     model = d3rlpy_algo(d3rlpy, algo, cfg, ds)
     ref_min, ref_max = references(ds)
@@ -363,9 +364,9 @@ def run_all(args, libs) -> dict:
             for seed in args.seeds:
                 for lib in LIBS:
                     path = result_path(args.out, lib, dataset, algo, seed)
-                    if path.exists():
-                        result = json.loads(path.read_text())
-                    else:
+                    overrides = parse_overrides(args.set)
+                    result = json.loads(path.read_text()) if path.exists() else None
+                    if result is None or result.get("overrides", {}) != overrides:
                         started = time.perf_counter()
                         if lib == "offrl":
                             result = run_offrl(args, dataset, algo, seed)
@@ -386,7 +387,7 @@ def run_all(args, libs) -> dict:
                                     print(f"{dataset}: warning: {warn}", file=sys.stderr)
                             result = run_d3rlpy(args, libs, ds, d3_data, dataset, algo, seed)
                         result |= {"library": lib, "dataset": dataset, "algo": algo}
-                        result |= {"seed": seed, "steps": args.steps}
+                        result |= {"seed": seed, "steps": args.steps, "overrides": overrides}
                         result["eval_episodes"] = args.eval_episodes
                         atomic_write_json(path, result)
                         score = result.get("final_normalized_score")
@@ -430,7 +431,8 @@ def tables(results: dict, args) -> str:
     lines = [
         f"Final normalized score, mean ± std over {len(args.seeds)} seed(s), {args.steps:,} "
         f"updates, {args.eval_episodes} evaluation episodes; offrl's Config defaults in both "
-        f"libraries; torch threads {args.torch_threads}. Wall s: offrl.train's wall_seconds "
+        f"libraries{' with ' + ', '.join(args.set) if args.set else ''}; "
+        f"torch threads {args.torch_threads}. Wall s: offrl.train's wall_seconds "
         "(dataset load, compilation, updates, evaluations, checkpoints); d3rlpy's fit "
         "(updates and evaluations). Speed ratio: d3rlpy wall / offrl wall.",
         "",
@@ -495,6 +497,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="evaluate every this many updates too (default: only at the end)",
     )
     p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an offrl Config field, in both libraries (e.g. hidden=64,64)",
+    )
     p.add_argument(
         "--torch-threads",
         type=int,
