@@ -22,6 +22,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result is as readable as any file
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -30,6 +31,12 @@ def atomic_path(final: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: Path, data: bytes) -> None:
