@@ -171,7 +171,8 @@ def _outcome(results: str | Path, rel: str) -> Outcome:
     run = Path(results) / rel
     if (run / SUMMARY_FILE).exists():
         summary = json.loads((run / SUMMARY_FILE).read_text())
-        score = summary.get("final_normalized_score", summary.get("final_return"))
+        score = summary.get("final_normalized_score")
+        score = summary.get("final_return") if score is None else score  # no references
         return Outcome(rel, summary.get("status", "completed"), score)
     if (run / FAILED_FILE).exists():
         return Outcome(rel, "failed", error=json.loads((run / FAILED_FILE).read_text())["error"])

@@ -75,4 +75,3 @@ def _run_group(envs, policy, seeds, rng):
             obs[i] = next_obs
             alive[i] = not (term or trunc)
     return list(returns), list(lengths)
-
