@@ -471,7 +471,7 @@ class _Trainer:
                 "resume them one by one"
             )
         self.device_data = to_device(data, tf)
-        self.chunks: dict[int, Any] = {}
+        self.chunks: dict[tuple[int, int], Any] = {}  # (updates, live seeds) -> compiled
 
     @property
     def grouped(self) -> bool:
