@@ -17,6 +17,7 @@ the running tasks and leaves every finished run as it was.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -153,12 +154,12 @@ def execute(task: RunTask, spec: SweepSpec, results: str, board: Any = None) -> 
     }
     algo, seeds = task.entry.algo, list(task.seeds)
     try:
-        if len(dirs) == 1:
-            train(algo, task.dataset, spec.steps, seed=seeds[0], out=dirs[0], **kwargs)
-        else:
-            train_seeds(algo, task.dataset, spec.steps, seeds, dirs, **kwargs)
-    except DivergenceError:
-        pass  # its summary.json says so
+        # A diverged run is a result, not a failure: its summary.json says "diverged".
+        with contextlib.suppress(DivergenceError):
+            if len(dirs) == 1:
+                train(algo, task.dataset, spec.steps, seed=seeds[0], out=dirs[0], **kwargs)
+            else:
+                train_seeds(algo, task.dataset, spec.steps, seeds, dirs, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any run's failure is recorded, the sweep goes on
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         for d in dirs:
