@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo setup test test-slow lint bench-setup bench clean
+.PHONY: demo setup test test-slow lint bench-setup bench bench-quick clean
 
 demo: setup
 	$(BIN)/offrl demo
@@ -38,6 +38,12 @@ bench-setup: setup
 
 bench:
 	$(if $(wildcard .venv-bench/bin/python),.venv-bench/bin/python,$(BIN)/python) benchmarks/speed.py
+
+# The quick benchmark suite (about an hour on 2 cores), then its tables and HTML report.
+bench-quick: setup
+	$(BIN)/offrl bench run benchmarks/specs/quick.yaml
+	$(BIN)/offrl bench table runs/bench/quick
+	$(BIN)/offrl bench report runs/bench/quick
 
 clean:
 	rm -rf $(VENV) .venv-bench runs
