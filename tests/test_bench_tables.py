@@ -60,7 +60,8 @@ def write_run(root: Path, dataset: str, label: str, seed: int, outcome: str, **s
                 "final_normalized_score": scores["final"],
                 "best_normalized_score": scores["best"],
             }
-        summary = base | {"status": "completed", **final}
+        timing = {"wall_seconds": 10.0, "updates_per_second": 20.0}
+        summary = base | {"status": "completed", **final, **timing}
         (run / "summary.json").write_text(json.dumps(summary))
     elif outcome == "diverged":
         (run / "summary.json").write_text(json.dumps(base | {"status": "diverged"}))
@@ -197,6 +198,7 @@ def test_report_is_self_contained(sweep):
     assert "<h1>Sweep demo</h1>" in page
     assert "<td>55.0 ± 5.0 (2/3, 1 failed)</td>" in page
     assert html.escape(ERROR) in page and ERROR not in page
+    assert ", 200 updates in 10 s (20 updates/s)" in page
     for run in collect(sweep).all_runs():
         if (run.dir / "config.json").exists():
             assert html.escape((run.dir / "config.json").read_text()) in page

@@ -15,7 +15,7 @@ from offrl.atomic import atomic_write
 from offrl.bench import FAILED_FILE, SWEEP_YAML
 from offrl.bench.plots import plot_learning_curves
 from offrl.bench.tables import DASH, Results, RunRecord, Table, collect, score_table
-from offrl.training import CONFIG_FILE
+from offrl.training import CONFIG_FILE, SUMMARY_FILE
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
@@ -53,6 +53,14 @@ def _run_html(results: Results, run: RunRecord) -> str:
         f"<li><code>{escape(str(rel))}</code> — seed {run.seed}, "
         f'<span class="{escape(run.status)}">{escape(run.status)}</span>, final {escape(score)}'
     ]
+    summary = run.dir / SUMMARY_FILE
+    if summary.exists():
+        s = json.loads(summary.read_text())
+        if s.get("wall_seconds") is not None:  # a diverged run's summary has no timings
+            parts[0] += (
+                f", {s['steps']:,} updates in {s['wall_seconds']:.0f} s "
+                f"({s['updates_per_second']:,.0f} updates/s)"
+            )
     if run.error:
         parts.append(f'<pre class="failed">{escape(run.error)}</pre>')
         trace = json.loads((run.dir / FAILED_FILE).read_text()).get("traceback", "")
