@@ -57,19 +57,7 @@ def _bc(d3, c, enc):
 
 
 def _td3_bc(d3, c, enc):
-    return d3.algos.TD3PlusBCConfig(
-        actor_encoder_factory=enc,
-        critic_encoder_factory=enc,
-        actor_learning_rate=c.actor_lr,
-        critic_learning_rate=c.critic_lr,
-        gamma=c.discount,
-        tau=c.tau,
-        n_critics=c.num_critics,
-        target_smoothing_sigma=c.policy_noise,
-        target_smoothing_clip=c.noise_clip,
-        alpha=c.alpha,
-        update_actor_interval=c.policy_freq,
-    )
+    return d3.algos.TD3PlusBCConfig(**_td3_kwargs(c, enc), alpha=c.alpha)
 
 
 def _iql(d3, c, enc):
@@ -130,18 +118,23 @@ def _sac(d3, c, enc):
 
 
 def _td3(d3, c, enc):
-    return d3.algos.TD3Config(
-        actor_encoder_factory=enc,
-        critic_encoder_factory=enc,
-        actor_learning_rate=c.actor_lr,
-        critic_learning_rate=c.critic_lr,
-        gamma=c.discount,
-        tau=c.tau,
-        n_critics=c.num_critics,
-        target_smoothing_sigma=c.policy_noise,
-        target_smoothing_clip=c.noise_clip,
-        update_actor_interval=c.policy_freq,
-    )
+    return d3.algos.TD3Config(**_td3_kwargs(c, enc))
+
+
+def _td3_kwargs(c, enc) -> dict:
+    """TD3's settings, shared by TD3 and TD3+BC (and by offrl's two Configs)."""
+    return {
+        "actor_encoder_factory": enc,
+        "critic_encoder_factory": enc,
+        "actor_learning_rate": c.actor_lr,
+        "critic_learning_rate": c.critic_lr,
+        "gamma": c.discount,
+        "tau": c.tau,
+        "n_critics": c.num_critics,
+        "target_smoothing_sigma": c.policy_noise,
+        "target_smoothing_clip": c.noise_clip,
+        "update_actor_interval": c.policy_freq,
+    }
 
 
 def _ddpg(d3, c, enc):
