@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 import offrl
+from offrl.atomic import atomic_write_json
+from offrl.bench import SWEEP_JSON
+from offrl.bench import tables as bench_tables
 from offrl.training import parse_overrides
 
 # Per-algorithm overrides used for the Pendulum tables, with the reason in docs/algos.
@@ -61,19 +62,18 @@ def run_all(args) -> dict:
     return results
 
 
-def table(results: dict, algos: list[str], key: str) -> str:
-    head = "| dataset | " + " | ".join(algos) + " |"
-    rule = "|---|" + "---|" * len(algos)
-    rows, per_algo = [], {a: [] for a in algos}
-    for dataset, by_algo in results.items():
-        cells = []
-        for algo in algos:
-            scores = np.array([s[key] for s in by_algo.get(algo, [])], float)
-            per_algo[algo].append(scores.mean() if scores.size else np.nan)
-            cells.append(f"{scores.mean():.1f} ± {scores.std():.1f}" if scores.size else "—")
-        rows.append(f"| {dataset} | " + " | ".join(cells) + " |")
-    avg = " | ".join(f"{np.nanmean(per_algo[a]):.1f}" for a in algos)
-    return "\n".join([head, rule, *rows, f"| average | {avg} |"])
+def tables(args) -> str:
+    """The paper-style tables of offrl.bench (final and best score), over the runs asked for:
+    the run directories are laid out as a sweep's, and sweep.json names which to count."""
+    runs = [
+        {"dataset": d, "label": a, "algo": a, "seed": s, "dir": f"{d}/{a}/seed{s}"}
+        for d in args.datasets
+        for a in args.algos
+        for s in args.seeds
+    ]
+    sweep = {"name": "scores", "datasets": args.datasets, "labels": args.algos, "runs": runs}
+    atomic_write_json(args.out / SWEEP_JSON, sweep)
+    return bench_tables.markdown(bench_tables.collect(args.out))
 
 
 def main() -> None:
@@ -88,15 +88,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/scores"))
     args = p.parse_args()
     results = run_all(args)
-    n = len(args.seeds)
     text = (
-        f"Final normalized score, mean ± std over {n} seeds, {args.steps} updates, "
-        f"{args.eval_episodes} evaluation episodes; overrides: {args.set or 'none'}"
-        f" (+ {PENDULUM_OVERRIDES} on Pendulum)\n\n"
-        + table(results, args.algos, "final_normalized_score")
-        + "\n\nBest normalized score during training (evaluated every "
-        + f"{args.eval_every} updates)\n\n"
-        + table(results, args.algos, "best_normalized_score")
+        f"{args.steps} updates, {args.eval_episodes} evaluation episodes every "
+        f"{args.eval_every}; overrides: {args.set or 'none'}"
+        f" (+ {PENDULUM_OVERRIDES} on Pendulum)\n\n" + tables(args)
     )
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
