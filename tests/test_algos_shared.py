@@ -22,7 +22,7 @@ def setup(name: str, seed: int = 0):
     ds = random_dataset(n=300, obs_dim=OBS_DIM, act_dim=ACT_DIM)
     tf = make_transforms(ds, cfg.normalize_obs, cfg.reward_scaling)
     state = algo.init(cfg, core.spec_from_dataset(ds, tf), jax.random.key(seed))
-    return algo, cfg, state, core.to_device(ds, tf)
+    return algo, cfg, state, core.algorithm_data(algo, cfg, ds, tf)
 
 
 _CHUNKS = {}  # one compiled chunk per algorithm, reused by the three trainings

@@ -5,6 +5,7 @@ Everything here is pure and jit-able; nothing keeps state outside the pytrees it
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ class Batch:
     rew: jnp.ndarray  # (B,)
     next_obs: jnp.ndarray  # (B, obs_dim)
     done: jnp.ndarray  # (B,) 1.0 where the transition ended in a terminal (no bootstrap)
+    # Per-transition columns an algorithm asked for with `extra_columns(cfg, dataset, tf)`
+    # (AWR's Monte-Carlo returns); sampled with the rest.
+    extra: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class Spec:
     transforms: Transforms
 
 
-def to_device(dataset: Dataset, tf: Transforms) -> Batch:
+def to_device(dataset: Dataset, tf: Transforms, extra: dict | None = None) -> Batch:
     """The whole dataset, transformed once, as device arrays (a Batch of length N)."""
     return Batch(
         obs=tf.obs(jnp.asarray(dataset.observations, jnp.float32)),
@@ -51,7 +55,15 @@ def to_device(dataset: Dataset, tf: Transforms) -> Batch:
         next_obs=tf.obs(jnp.asarray(dataset.next_observations, jnp.float32)),
         # Timeouts are not terminals: the target still bootstraps through them.
         done=jnp.asarray(dataset.terminals, jnp.float32),
+        extra={k: jnp.asarray(v, jnp.float32) for k, v in (extra or {}).items()},
     )
+
+
+def algorithm_data(algo, cfg, dataset: Dataset, tf: Transforms) -> Batch:
+    """`to_device` plus the extra columns the algorithm declares (optional protocol hook
+    `extra_columns(cfg, dataset, tf) -> dict[str, np.ndarray]`, one row per transition)."""
+    columns = getattr(algo, "extra_columns", None)
+    return to_device(dataset, tf, columns(cfg, dataset, tf) if columns else None)
 
 
 def sample(data: Batch, key: jax.Array, batch_size: int) -> Batch:
@@ -93,6 +105,19 @@ def polyak(target: Any, online: Any, tau: float) -> Any:
 def td_target(batch: Batch, next_value: jnp.ndarray, discount: float) -> jnp.ndarray:
     """r + gamma * (1 - terminal) * V(s'); timeouts bootstrap because done holds terminals only."""
     return batch.rew + discount * (1.0 - batch.done) * next_value
+
+
+def soft_clipped_min(q: jnp.ndarray, lam: float) -> jnp.ndarray:
+    """BCQ's soft clipped double-Q over the ensemble axis 0: λ min_i Q_i + (1 - λ) max_i Q_i.
+    λ = 1 is TD3's clipped double-Q; BCQ and BEAR use λ = 0.75."""
+    return lam * q.min(axis=0) + (1.0 - lam) * q.max(axis=0)
+
+
+def exp_weights(scaled_adv: jnp.ndarray, max_weight: float) -> jnp.ndarray:
+    """min(exp(x), max_weight) held constant (a stop-gradient), x the advantage already
+    divided by the temperature: the weights of AWR, AWAC and CRR (x = A / β) and of IQL's
+    policy extraction (x = β A, β an inverse temperature there)."""
+    return jax.lax.stop_gradient(jnp.minimum(jnp.exp(scaled_adv), max_weight))
 
 
 def spec_from_dataset(dataset: Dataset, tf: Transforms) -> Spec:

@@ -28,12 +28,12 @@ from offrl import algos, checkpoint
 from offrl.atomic import atomic_write, atomic_write_json
 from offrl.core import (
     Spec,
+    algorithm_data,
     chunk_metrics,
     make_seed_group_chunk,
     make_update_chunk,
     spec_from_dataset,
     stack_states,
-    to_device,
     unstack_state,
 )
 from offrl.data import Dataset, load_dataset
@@ -470,7 +470,7 @@ class _Trainer:
                 f"seeds trained together were checkpointed at different steps {sorted(steps)}; "
                 "resume them one by one"
             )
-        self.device_data = to_device(data, tf)
+        self.device_data = algorithm_data(self.algo, cfg, data, tf)
         self.chunks: dict[tuple[int, int], Any] = {}  # (updates, live seeds) -> compiled
 
     @property

@@ -11,6 +11,9 @@ Every algorithm is a module with the same small protocol (see ../shared/DESIGN.m
     init(cfg, spec, key) -> State
     update(cfg, state, batch, key) -> (State, metrics)    pure; jit- and scan-able
     act(cfg, state, obs, key, deterministic=True) -> env actions   pure; batched
+Optional:
+    extra_columns(cfg, dataset, tf) -> {name: (N,) array}   per-transition columns the
+                                             updates read from batch.extra (AWR's returns)
 """
 
 from __future__ import annotations
@@ -18,7 +21,21 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("bc", "td3_bc", "iql", "cql", "sac", "td3", "ddpg")
+NAMES = (
+    "bc",
+    "td3_bc",
+    "iql",
+    "cql",
+    "bcq",
+    "bear",
+    "brac",
+    "awr",
+    "awac",
+    "crr",
+    "sac",
+    "td3",
+    "ddpg",
+)
 
 
 def get(name: str) -> ModuleType:

@@ -54,7 +54,17 @@ import jax
 import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
-from offrl.core import Batch, Metrics, Spec, adam, gradient_step, make_model, polyak, td_target
+from offrl.core import (
+    Batch,
+    Metrics,
+    Spec,
+    adam,
+    exp_weights,
+    gradient_step,
+    make_model,
+    polyak,
+    td_target,
+)
 from offrl.data.transforms import Transforms
 from offrl.nets import GaussianPolicy, QEnsemble, ValueNet
 from offrl.nets.policies import gaussian_log_prob
@@ -116,7 +126,7 @@ def expectile_loss(diff: jnp.ndarray, expectile: float) -> jnp.ndarray:
 
 def awr_weight(adv: jnp.ndarray, beta: float, max_weight: float) -> jnp.ndarray:
     """min(exp(β A), max_weight), held constant in the actor's gradient."""
-    return jax.lax.stop_gradient(jnp.minimum(jnp.exp(beta * adv), max_weight))
+    return exp_weights(beta * adv, max_weight)
 
 
 def value_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray, Metrics]:

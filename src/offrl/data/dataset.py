@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.signal import lfilter
 
 COLUMNS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 
@@ -67,6 +68,17 @@ class Dataset:
     def episode_returns(self) -> np.ndarray:
         sums = np.add.reduceat(self.rewards.astype(np.float64), self.episode_starts)
         return sums if len(self) else np.zeros(0)
+
+    def returns_to_go(self, discount: float) -> np.ndarray:
+        """Σ_{k>=0} γ^k r_{t+k} to the end of t's episode, per transition (float64).
+        An episode cut by a timeout is summed to its cut, with no bootstrap beyond it."""
+        out = np.zeros(len(self))
+        rewards = self.rewards.astype(np.float64)
+        for start, end in zip(self.episode_starts, self.episode_ends):
+            # y[t] = r[t] + γ y[t+1], run backwards as a first-order IIR filter.
+            backwards = rewards[start : end + 1][::-1]
+            out[start : end + 1] = lfilter([1.0], [1.0, -discount], backwards)[::-1]
+        return out
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Action bounds: the environment's when known, else the data's range."""

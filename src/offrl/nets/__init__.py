@@ -2,6 +2,7 @@
 
 from offrl.nets.mlp import MLP, QEnsemble, QNet, ValueNet, ensemble_member
 from offrl.nets.policies import DeterministicPolicy, GaussianPolicy, TanhGaussianPolicy
+from offrl.nets.vae import VAE
 
 __all__ = [
     "MLP",
@@ -12,4 +13,5 @@ __all__ = [
     "DeterministicPolicy",
     "GaussianPolicy",
     "TanhGaussianPolicy",
+    "VAE",
 ]
