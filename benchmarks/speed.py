@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl import algos
-from offrl.core import Batch, make_update_chunk, spec_from_dataset, to_device
+from offrl.core import Batch, algorithm_data, make_update_chunk, spec_from_dataset, to_device
 from offrl.data.dataset import Dataset
 from offrl.data.transforms import make_transforms
 
@@ -106,6 +106,8 @@ def bench_offrl(name: str, data: Batch, ds: Dataset, seconds: float) -> dict:
     cfg = offrl_config(algo)
     tf = make_transforms(ds, normalize_obs=False)
     state = algo.init(cfg, spec_from_dataset(ds, tf), jax.random.key(0))
+    if hasattr(algo, "extra_columns"):  # e.g. AWR's returns: its own copy with the columns
+        data = algorithm_data(algo, cfg, ds, tf)
     key = jax.random.key(1)
 
     # XLA's cost analysis counts a while loop's body once, whatever the trip count, so the

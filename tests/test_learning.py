@@ -25,6 +25,12 @@ BUDGET = {
     # filters on noise; β = 0.3 puts the advantages back on the paper's scale.
     "iql": (4_000, {"beta": 0.3}),
     "cql": (4_000, {}),
+    "awr": (1_000, {}),
+    # BRAC's reference schedule (300k behaviour updates, then a 20k warm start) is sized for
+    # 500k updates; scaled to this budget. α = 0.1 (the reference's) lets Q extrapolate on
+    # Pendulum (the KL grows to 5.7 nats and Q(s, a_data) turns positive with rewards <= 0),
+    # so the penalty is raised: docs/algos/brac.md.
+    "brac": (5_000, {"behavior_pretrain_steps": 1000, "warm_start_steps": 500, "alpha": 10.0}),
 }
 
 
