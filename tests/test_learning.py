@@ -26,6 +26,11 @@ BUDGET = {
     "iql": (4_000, {"beta": 0.3}),
     "cql": (4_000, {}),
     "awr": (1_000, {}),
+    # AWAC's λ and CRR's β are in reward units: on Pendulum (rewards to -16 per step) the
+    # paper's 1.0 lets a few noisy advantages drive the actor (it collapses, then Q
+    # diverges); 10 puts them on the paper's scale. docs/algos/awac.md, crr.md.
+    "awac": (3_000, {"lam": 10.0}),
+    "crr": (2_000, {"beta": 10.0}),
     # BRAC's reference schedule (300k behaviour updates, then a 20k warm start) is sized for
     # 500k updates; scaled to this budget. α = 0.1 (the reference's) lets Q extrapolate on
     # Pendulum (the KL grows to 5.7 nats and Q(s, a_data) turns positive with rewards <= 0),
