@@ -26,6 +26,9 @@ BUDGET = {
     "iql": (4_000, {"beta": 0.3}),
     "cql": (4_000, {}),
     "awr": (1_000, {}),
+    # The reference's 750-750 VAE learns as well on Pendulum (3 obs, 1 action dims) but is
+    # ~5x slower: docs/algos/bcq.md.
+    "bcq": (3_000, {"vae_hidden": (64, 64)}),
     # AWAC's λ and CRR's β are in reward units: on Pendulum (rewards to -16 per step) the
     # paper's 1.0 lets a few noisy advantages drive the actor (it collapses, then Q
     # diverges); 10 puts them on the paper's scale. docs/algos/awac.md, crr.md.
