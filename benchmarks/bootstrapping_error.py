@@ -45,9 +45,11 @@ DISCOUNT = 0.99  # every algorithm's default γ
 # behaviour VAEs of BCQ and BEAR (750-750 in their papers) are 128-128 for the same reason.
 SMALL = {"hidden": [64, 64]}
 VAE = {"vae_hidden": [128, 128]}
+# BEAR's reference warm start (20k MMD-only actor updates of 1M) scaled to these budgets.
+BEAR_WARMSTART = {"warmstart_steps": 1000}
 ALGOS = [
     {"algo": "sac", "label": "sac", "set": SMALL},
-    {"algo": "bear", "label": "bear", "set": SMALL | VAE},
+    {"algo": "bear", "label": "bear", "set": SMALL | VAE | BEAR_WARMSTART},
     {"algo": "bcq", "label": "bcq", "set": SMALL | VAE},
     {"algo": "td3_bc", "label": "td3_bc", "set": SMALL},
     {"algo": "cql", "label": "cql", "set": SMALL},

@@ -28,10 +28,12 @@ DATASETS = [
 # One network size for every algorithm (see bootstrapping_error.py for why 64-64 here).
 SMALL = {"hidden": [64, 64]}
 VAE = {"vae_hidden": [128, 128]}
+# BEAR's reference warm start (20k MMD-only actor updates of 1M) scaled to these budgets.
+BEAR_WARMSTART = {"warmstart_steps": 1000}
 ALGOS = [
     {"algo": "bc", "label": "bc", "set": SMALL},
     {"algo": "bcq", "label": "bcq", "set": SMALL | VAE},
-    {"algo": "bear", "label": "bear", "set": SMALL | VAE},
+    {"algo": "bear", "label": "bear", "set": SMALL | VAE | BEAR_WARMSTART},
     {"algo": "sac", "label": "sac", "set": SMALL},
     {"algo": "td3_bc", "label": "td3_bc", "set": SMALL},
     {"algo": "cql", "label": "cql", "set": SMALL},

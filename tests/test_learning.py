@@ -29,6 +29,8 @@ BUDGET = {
     # The reference's 750-750 VAE learns as well on Pendulum (3 obs, 1 action dims) but is
     # ~5x slower: docs/algos/bcq.md.
     "bcq": (3_000, {"vae_hidden": (64, 64)}),
+    # BEAR's warm start (20k MMD-only actor updates) is longer than this whole budget.
+    "bear": (2_500, {"vae_hidden": (64, 64), "warmstart_steps": 500}),
     # AWAC's λ and CRR's β are in reward units: on Pendulum (rewards to -16 per step) the
     # paper's 1.0 lets a few noisy advantages drive the actor (it collapses, then Q
     # diverges); 10 puts them on the paper's scale. docs/algos/awac.md, crr.md.
