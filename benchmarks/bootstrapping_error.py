@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         sweeps[f", {args.long_steps // 1000}k updates"] = run(
             long, args.out / "long", args.num_cpus, not args.no_run
         )
+    sweeps = {k: v for k, v in sweeps.items() if v is not None}
     refs = {size: q_references(p) for size, p in paths.items()}
     rows = [
         row(results, path.stem, label, suffix, size, refs[size])

@@ -49,16 +49,18 @@ def select(algos: list[dict], only: list[str] | None) -> list[dict]:
     return [a for a in algos if a["label"] in only]
 
 
-def run(spec: dict[str, Any], out: Path, num_cpus: int, execute: bool = True) -> Results:
-    """Write OUT/spec.yaml and run every unfinished run of it; return the collected results."""
+def run(spec: dict[str, Any], out: Path, num_cpus: int, execute: bool = True) -> Results | None:
+    """Write OUT/spec.yaml and run every unfinished run of it; return the collected results
+    (None when only reading and nothing ran yet)."""
+    if not execute:
+        return collect(out / "results") if (out / "results").is_dir() else None
     out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    if execute:
-        _, outcomes = run_sweep(spec_path, out / "results", num_cpus=num_cpus, progress=False)
-        failed = [o for o in outcomes if o.status == "failed"]
-        if failed:
-            print(f"{len(failed)} runs failed: " + ", ".join(o.dir for o in failed))
+    _, outcomes = run_sweep(spec_path, out / "results", num_cpus=num_cpus, progress=False)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        print(f"{len(failed)} runs failed: " + ", ".join(o.dir for o in failed))
     return collect(out / "results")
 
 

@@ -202,6 +202,14 @@ def test_overrides_are_typed_and_unknown_keys_listed():
         training.make_algo_config("sac_n", {})
 
 
+def test_override_of_a_field_whose_default_is_none_takes_its_other_type():
+    # SAC's target_entropy: float | None (None means -|A|); it used to stay a string.
+    assert training.make_algo_config("sac", {"target_entropy": "-3"}).target_entropy == -3.0
+    assert training.make_algo_config("sac", {"target_entropy": "None"}).target_entropy is None
+    with pytest.raises(ConfigError, match="'target_entropy': cannot read 'x' as float"):
+        training.make_algo_config("sac", {"target_entropy": "x"})
+
+
 def test_load_policy_acts_like_the_trained_state(finished_run):
     out, summary = finished_run
     policy = offrl.load_policy(out)

@@ -85,10 +85,16 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _coerce(name: str, default: Any, value: Any) -> Any:
-    """Convert an override (a string from the CLI, or a Python value) to the field's type."""
+def _coerce(name: str, default: Any, value: Any, annotation: str = "") -> Any:
+    """Convert an override (a string from the CLI, or a Python value) to the field's type.
+    A field whose default is None (`float | None`) takes "none" or a value of its other type."""
     if not isinstance(value, str):
         return tuple(value) if isinstance(default, tuple) else value
+    if default is None:
+        if value.lower() == "none":
+            return None
+        other = next((t for t in ("float", "int", "bool") if t in annotation.split(" | ")), None)
+        default = {"float": 0.0, "int": 0, "bool": False}.get(other, "")
     try:
         if isinstance(default, bool):
             if value.lower() not in ("true", "false", "1", "0"):
@@ -116,7 +122,9 @@ def make_algo_config(algo_name: str, overrides: dict[str, Any]):
             f"valid: {', '.join(fields)}"
         )
     defaults = algo.Config()
-    values = {k: _coerce(k, getattr(defaults, k), v) for k, v in overrides.items()}
+    values = {
+        k: _coerce(k, getattr(defaults, k), v, str(fields[k].type)) for k, v in overrides.items()
+    }
     return algo.Config(**values)
 
 
