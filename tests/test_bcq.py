@@ -304,7 +304,7 @@ def test_actor_loss_reads_the_first_critic(setup):
 def test_select_hand_values():
     q = jnp.array([[1.0, 3.0, 2.0], [5.0, 0.0, 4.0]])
     cands = jnp.arange(12.0).reshape(2, 3, 2)  # state 0: [0,1],[2,3],[4,5]; 1: [6,7],[8,9],...
-    np.testing.assert_array_equal(bcq.select(q, cands), [[2.0, 3.0], [6.0, 7.0]])
+    np.testing.assert_array_equal(core.best_candidate(q, cands), [[2.0, 3.0], [6.0, 7.0]])
 
 
 def test_act_picks_the_argmax_of_the_first_critic(setup):

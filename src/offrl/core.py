@@ -113,6 +113,18 @@ def soft_clipped_min(q: jnp.ndarray, lam: float) -> jnp.ndarray:
     return lam * q.min(axis=0) + (1.0 - lam) * q.max(axis=0)
 
 
+def repeat_states(obs: jnp.ndarray, n: int) -> jnp.ndarray:
+    """(B, d) -> (B, n, d): n copies of every row, for n sampled actions per state."""
+    return jnp.broadcast_to(obs[:, None], (obs.shape[0], n, obs.shape[-1]))
+
+
+def best_candidate(q: jnp.ndarray, candidates: jnp.ndarray) -> jnp.ndarray:
+    """The candidate action of highest Q per state: q (B, n), candidates (B, n, |A|) -> (B, |A|).
+    BCQ and BEAR act this way."""
+    best = jnp.argmax(q, axis=-1)
+    return jnp.take_along_axis(candidates, best[:, None, None], axis=1)[:, 0]
+
+
 def exp_weights(scaled_adv: jnp.ndarray, max_weight: float) -> jnp.ndarray:
     """min(exp(x), max_weight) held constant (a stop-gradient), x the advantage already
     divided by the temperature: the weights of AWR, AWAC and CRR (x = A / β) and of IQL's

@@ -58,9 +58,11 @@ from offrl.core import (
     Metrics,
     Spec,
     adam,
+    best_candidate,
     gradient_step,
     make_model,
     polyak,
+    repeat_states,
     soft_clipped_min,
     td_target,
 )
@@ -151,11 +153,6 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     )
 
 
-def repeat_states(obs: jnp.ndarray, n: int) -> jnp.ndarray:
-    """(B, obs_dim) -> (B, n, obs_dim): n copies of every state, for n sampled actions."""
-    return jnp.broadcast_to(obs[:, None], (obs.shape[0], n, obs.shape[-1]))
-
-
 def perturbed_samples(state: State, actor_params, obs: jnp.ndarray, n: int, key: jax.Array):
     """n perturbed VAE actions per state: (B, n, |A|), with the repeated states (B, n, obs)."""
     obs_n = repeat_states(obs, n)
@@ -209,12 +206,6 @@ def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[Sta
     return state, m_vae | m_critic | m_actor
 
 
-def select(q: jnp.ndarray, candidates: jnp.ndarray) -> jnp.ndarray:
-    """The candidate of highest Q per state: q (B, n), candidates (B, n, |A|) -> (B, |A|)."""
-    best = jnp.argmax(q, axis=-1)
-    return jnp.take_along_axis(candidates, best[:, None, None], axis=1)[:, 0]
-
-
 def act(cfg: Config, state: State, obs: jnp.ndarray, key: jax.Array, deterministic: bool = True):
     """argmax_k Q_1(s, π_φ(s, ã_k)) over `num_act_samples` VAE samples ã_k (the reference's
     `select_action`); deterministic=False: one perturbed VAE sample, no argmax."""
@@ -224,4 +215,4 @@ def act(cfg: Config, state: State, obs: jnp.ndarray, key: jax.Array, determinist
     if not deterministic:
         return state.tf.action_to_env(candidates[:, 0])
     q1 = first_critic_q(state, cfg, obs_n, candidates)  # (B, n)
-    return state.tf.action_to_env(select(q1, candidates))
+    return state.tf.action_to_env(best_candidate(q1, candidates))

@@ -78,9 +78,11 @@ from offrl.core import (
     Metrics,
     Spec,
     adam,
+    best_candidate,
     gradient_step,
     make_model,
     polyak,
+    repeat_states,
     soft_clipped_min,
     td_target,
 )
@@ -211,11 +213,6 @@ MMD = {"laplacian": mmd_laplacian, "gaussian": mmd_gaussian}
 # --------------------------------------------------------------------------- sampling
 
 
-def _repeat(x: jnp.ndarray, n: int) -> jnp.ndarray:
-    """(B, d) -> (B, n, d): every state n times."""
-    return jnp.broadcast_to(x[:, None], (x.shape[0], n, x.shape[-1]))
-
-
 def behaviour_samples(vae: TrainState, obs: jnp.ndarray, key: jax.Array, n: int) -> jnp.ndarray:
     """n pre-tanh VAE decoder outputs per state, (B, n, |A|): the latent is drawn and clipped
     as in VAE.sample (so tanh of these equals VAE.sample on the repeated states)."""
@@ -225,7 +222,7 @@ def behaviour_samples(vae: TrainState, obs: jnp.ndarray, key: jax.Array, n: int)
         z = jnp.clip(z, -module.latent_clip, module.latent_clip)
         return module.decoder(jnp.concatenate([obs_n, z], -1))
 
-    raw = vae.apply_fn(vae.params, _repeat(obs, n), key, method=raw_decode)
+    raw = vae.apply_fn(vae.params, repeat_states(obs, n), key, method=raw_decode)
     return jax.lax.stop_gradient(raw)
 
 
@@ -247,7 +244,11 @@ def soft_clipped_max_target(next_q: jnp.ndarray, lam: float) -> jnp.ndarray:
 def critic_loss(params, state: State, batch: Batch, cfg: Config, key: jax.Array):
     p = cfg.num_target_samples
     mean, log_std = state.actor.apply_fn(state.target_actor, batch.next_obs)  # once per state
-    mean, log_std, next_obs = _repeat(mean, p), _repeat(log_std, p), _repeat(batch.next_obs, p)
+    mean, log_std, next_obs = (
+        repeat_states(mean, p),
+        repeat_states(log_std, p),
+        repeat_states(batch.next_obs, p),
+    )
     next_act = jnp.tanh(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape))
     next_q = state.critic.apply_fn(state.target_critic, next_obs, next_act)  # (K, B, p)
     next_v = soft_clipped_max_target(next_q, cfg.lam)
@@ -267,7 +268,7 @@ def actor_loss(params, state: State, batch: Batch, cfg: Config, key, behaviour: 
     mean, log_std = state.actor.apply_fn(params, batch.obs)
     raw = clipped_actor_samples(mean, log_std, key, cfg.num_samples_match)  # (B, n, |A|)
     mmd = MMD[cfg.kernel](behaviour, raw, cfg.mmd_sigma)  # (B,)
-    obs_n = _repeat(batch.obs, cfg.num_samples_match)
+    obs_n = repeat_states(batch.obs, cfg.num_samples_match)
     q = state.critic.apply_fn(state.critic.params, obs_n, jnp.tanh(raw)).mean(-1)  # (K, B)
     q_pi = reduce_q(q, cfg.q_reduce)
     policy_term = -q_pi + cfg.std_weight * jnp.std(q, axis=0)
@@ -332,10 +333,13 @@ def act(cfg: Config, state: State, obs: jnp.ndarray, key: jax.Array, determinist
     if deterministic and cfg.act_samples == 0:
         return state.tf.action_to_env(jnp.tanh(mean))
     n = cfg.act_samples if deterministic else 1
-    obs_n, mean_n, log_std_n = _repeat(obs, n), _repeat(mean, n), _repeat(log_std, n)
+    obs_n, mean_n, log_std_n = (
+        repeat_states(obs, n),
+        repeat_states(mean, n),
+        repeat_states(log_std, n),
+    )
     acts = jnp.tanh(mean_n + jnp.exp(log_std_n) * jax.random.normal(key, mean_n.shape))
     if not deterministic:
         return state.tf.action_to_env(acts[:, 0])
     q1 = QNet(cfg.hidden).apply(ensemble_member(state.critic.params, 0), obs_n, acts)  # (B, n)
-    best = jnp.take_along_axis(acts, jnp.argmax(q1, axis=-1)[:, None, None], axis=1)[:, 0]
-    return state.tf.action_to_env(best)
+    return state.tf.action_to_env(best_candidate(q1, acts))

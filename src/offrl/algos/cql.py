@@ -67,7 +67,7 @@ from flax.training.train_state import TrainState
 
 from offrl.algos import sac
 from offrl.algos.sac import scalar_param
-from offrl.core import Batch, Metrics, Spec, gradient_step, polyak, td_target
+from offrl.core import Batch, Metrics, Spec, gradient_step, polyak, repeat_states, td_target
 from offrl.data.transforms import Transforms
 from offrl.nets.policies import tanh_gaussian_log_prob, tanh_gaussian_sample
 
@@ -173,7 +173,7 @@ def critic_loss(params, state: State, batch: Batch, cfg: Config, key: jax.Array,
     policy = lambda obs: state.actor.apply_fn(state.actor.params, obs)  # noqa: E731
     mean, log_std = policy(batch.obs)
     next_mean, next_log_std = policy(batch.next_obs)
-    n_copies = lambda x: jnp.broadcast_to(x[:, None], (b, n, x.shape[-1]))  # noqa: E731
+    n_copies = lambda x: repeat_states(x, n)  # noqa: E731
 
     # Penalty samples, (B, N, |A|) each, held constant: uniform, π(·|s), π(·|s').
     rand = jax.random.uniform(k_rand, (b, n, act_dim), minval=-1.0, maxval=1.0)
