@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     sweeps = {"": run(short, args.out, args.num_cpus, not args.no_run)}
     if not args.only or "sac" in args.only:
         sweeps[f", {args.long_steps // 1000}k updates"] = run(
-            long, args.out / "long", args.num_cpus, not args.no_run
+            long, args.out / f"long-{args.long_steps // 1000}k", args.num_cpus, not args.no_run
         )
     sweeps = {k: v for k, v in sweeps.items() if v is not None}
     refs = {size: q_references(p) for size, p in paths.items()}

@@ -44,7 +44,7 @@ def _setup(name: str, seeds: int, group: bool):
     from offrl.data.transforms import make_transforms
 
     algo = algos.get(name)
-    cfg = offrl_config(algo)
+    cfg = offrl_config(algo, name)
     ds = synthetic_dataset()
     tf = make_transforms(ds, normalize_obs=False)
     data = to_device(ds, tf)

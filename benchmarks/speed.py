@@ -85,8 +85,13 @@ def time_calls(call: Callable[[], Any], per_call: int, seconds: float, min_reps:
 # --------------------------------------------------------------------------- offrl
 
 
-def offrl_config(algo):
-    return algo.Config(hidden=HIDDEN, batch_size=BATCH)
+# Algorithms with a first phase time their main phase: BEAR's MMD-only warm start and
+# BRAC's behaviour-only pretraining run cheaper updates than the ones that follow.
+MAIN_PHASE = {"bear": {"warmstart_steps": 0}, "brac": {"behavior_pretrain_steps": 0}}
+
+
+def offrl_config(algo, name: str):
+    return algo.Config(hidden=HIDDEN, batch_size=BATCH, **MAIN_PHASE.get(name, {}))
 
 
 def compile_chunk(algo, cfg, k: int, state, data: Batch, key: jax.Array):
@@ -103,7 +108,7 @@ def xla_flops(compiled) -> float:
 
 def bench_offrl(name: str, data: Batch, ds: Dataset, seconds: float) -> dict:
     algo = algos.get(name)
-    cfg = offrl_config(algo)
+    cfg = offrl_config(algo, name)
     tf = make_transforms(ds, normalize_obs=False)
     state = algo.init(cfg, spec_from_dataset(ds, tf), jax.random.key(0))
     if hasattr(algo, "extra_columns"):  # e.g. AWR's returns: its own copy with the columns
@@ -306,7 +311,9 @@ def import_d3rlpy():
 
 
 # offrl algorithms that d3rlpy also implements (BRAC and AWR it does not).
-D3RLPY_COUNTERPARTS = ("bc", "td3_bc", "iql", "cql", "sac", "td3", "ddpg")
+D3RLPY_COUNTERPARTS = (
+    "bc", "td3_bc", "iql", "cql", "bcq", "bear", "awac", "crr", "sac", "td3", "ddpg"
+)  # fmt: skip
 
 
 def d3rlpy_algo(d3rlpy, name: str):
@@ -316,6 +323,8 @@ def d3rlpy_algo(d3rlpy, name: str):
     should not pay a per-batch transform either (the synthetic data is standard already).
     """
     enc = d3rlpy.models.VectorEncoderFactory(hidden_units=list(HIDDEN))
+    # offrl's default VAE (BCQ's reference: 750-750); d3rlpy's imitator defaults to 256-256.
+    vae = d3rlpy.models.VectorEncoderFactory(hidden_units=[750, 750])
     A = d3rlpy.algos
     configs = {
         "bc": lambda: A.BCConfig(encoder_factory=enc, batch_size=BATCH, learning_rate=1e-3),
@@ -335,6 +344,31 @@ def d3rlpy_algo(d3rlpy, name: str):
             batch_size=BATCH,
             n_action_samples=10,
             alpha_learning_rate=0.0,
+        ),
+        # n_action_samples is d3rlpy's count in the target as well as when acting: 10, the
+        # target count of offrl (and of the reference; 100 is only for acting there).
+        "bcq": lambda: A.BCQConfig(
+            actor_encoder_factory=enc,
+            critic_encoder_factory=enc,
+            imitator_encoder_factory=vae,
+            batch_size=BATCH,
+            n_action_samples=10,
+        ),
+        # Past the warm start, as offrl's MAIN_PHASE; 5 MMD samples as offrl's default.
+        "bear": lambda: A.BEARConfig(
+            actor_encoder_factory=enc,
+            critic_encoder_factory=enc,
+            imitator_encoder_factory=vae,
+            batch_size=BATCH,
+            n_mmd_action_samples=5,
+            warmup_steps=0,
+        ),
+        "awac": lambda: A.AWACConfig(
+            actor_encoder_factory=enc, critic_encoder_factory=enc, batch_size=BATCH
+        ),
+        # m = 4, mean advantage, exp filter, hard target copies every 100: both defaults.
+        "crr": lambda: A.CRRConfig(
+            actor_encoder_factory=enc, critic_encoder_factory=enc, batch_size=BATCH
         ),
         # Defaults match offrl's: Adam 3e-4, τ 0.005, twin critics, α learned from 1.0.
         "sac": lambda: A.SACConfig(

@@ -137,6 +137,25 @@ def test_load_caches_in_minari_layout_and_ignores_partial_writes(tiny_recipes):
     assert described["cached"] and described["episodes"] == 3
 
 
+def test_load_reads_the_flat_copy_and_remakes_a_stale_one(tiny_recipes):
+    from offrl.data import io
+
+    name = "pendulum-expert"
+    first = recipes.load(name)  # from the Minari files; writes the flat copy
+    copy = recipes.cache_path(name) / recipes.COLUMNS_FILE
+    assert first.metadata["format"] == "minari" and copy.is_file()
+    again = recipes.load(name)
+    assert again.metadata["format"] == "npz" and again.name == name
+    for key in ("observations", "actions", "rewards", "next_observations", "terminals"):
+        np.testing.assert_array_equal(getattr(first, key), getattr(again, key))
+    assert (again.env_id, again.ref_min_score) == (first.env_id, first.ref_min_score)
+    # A copy that does not carry the current fingerprint is not used, and is replaced.
+    stale = again.replace(metadata=again.metadata | {"fingerprint": "other"})
+    io.write_npz(stale, copy, overwrite=True)
+    assert recipes.load(name).metadata["format"] == "minari"
+    assert io.read_npz(copy).metadata["fingerprint"] == recipes.fingerprint(name)
+
+
 def test_minari_loads_a_cached_recipe(tiny_recipes, monkeypatch):
     minari = pytest.importorskip("minari")
     ds = recipes.load("pendulum-expert")
