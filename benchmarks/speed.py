@@ -38,6 +38,7 @@ from offrl.data.dataset import Dataset
 from offrl.data.transforms import make_transforms
 
 OBS_DIM, ACT_DIM, HIDDEN, BATCH = 17, 6, (256, 256), 256
+DISCRETE_OBS_DIM, NUM_ACTIONS = 8, 4  # the discrete algorithms': LunarLander's sizes
 TRANSITIONS, EPISODE_LEN = 1_000_000, 1000
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
@@ -60,6 +61,21 @@ def synthetic_dataset(n: int = TRANSITIONS, seed: int = 0) -> Dataset:
         name="synthetic",
         action_low=-np.ones(ACT_DIM, np.float32),
         action_high=np.ones(ACT_DIM, np.float32),
+    )
+
+
+def discrete_dataset(n: int = TRANSITIONS, seed: int = 0) -> Dataset:
+    """The discrete algorithms' data: LunarLander's sizes (obs 8, 4 actions), otherwise as
+    `synthetic_dataset`."""
+    rng = np.random.default_rng(seed)
+    ds = synthetic_dataset(n, seed)
+    return ds.replace(
+        observations=ds.observations[:, :DISCRETE_OBS_DIM],
+        next_observations=ds.next_observations[:, :DISCRETE_OBS_DIM],
+        actions=rng.integers(0, NUM_ACTIONS, (n, 1)),
+        action_low=None,
+        action_high=None,
+        num_actions=NUM_ACTIONS,
     )
 
 
@@ -108,6 +124,9 @@ def xla_flops(compiled) -> float:
 
 def bench_offrl(name: str, data: Batch, ds: Dataset, seconds: float) -> dict:
     algo = algos.get(name)
+    if algos.action_kind(algo) == "discrete":  # its own (smaller) data: the copy is cheap
+        ds = discrete_dataset(len(ds))
+        data = to_device(ds, make_transforms(ds, normalize_obs=False))
     cfg = offrl_config(algo, name)
     tf = make_transforms(ds, normalize_obs=False)
     state = algo.init(cfg, spec_from_dataset(ds, tf), jax.random.key(0))

@@ -1,4 +1,7 @@
-"""Every registered algorithm: finite metrics and shapes, save/load, determinism."""
+"""Every registered algorithm: finite metrics and shapes, save/load, determinism.
+
+Continuous algorithms train on a random continuous dataset, discrete ones (module attribute
+`action_kind = "discrete"`) on a random discrete dataset with NUM_ACTIONS actions."""
 
 from __future__ import annotations
 
@@ -6,20 +9,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import random_dataset
+from helpers import random_dataset, random_discrete_dataset
 
 from offrl import algos, checkpoint, core
 from offrl.data.transforms import make_transforms
 from offrl.training import template_spec
 
 SMALL = {"hidden": (16, 16), "batch_size": 32}
-OBS_DIM, ACT_DIM = 5, 2
+OBS_DIM, ACT_DIM, NUM_ACTIONS = 5, 2, 3
+
+
+def is_discrete(algo) -> bool:
+    return algos.action_kind(algo) == "discrete"
 
 
 def setup(name: str, seed: int = 0):
     algo = algos.get(name)
     cfg = algo.Config(**SMALL)
-    ds = random_dataset(n=300, obs_dim=OBS_DIM, act_dim=ACT_DIM)
+    if is_discrete(algo):
+        ds = random_discrete_dataset(n=300, obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
+    else:
+        ds = random_dataset(n=300, obs_dim=OBS_DIM, act_dim=ACT_DIM)
     tf = make_transforms(ds, cfg.normalize_obs, cfg.reward_scaling)
     state = algo.init(cfg, core.spec_from_dataset(ds, tf), jax.random.key(seed))
     return algo, cfg, state, core.algorithm_data(algo, cfg, ds, tf)
@@ -54,14 +64,22 @@ def test_act_shapes_and_bounds(trained):
     obs = jnp.asarray(np.random.default_rng(0).normal(size=(7, OBS_DIM)), jnp.float32)
     for deterministic in (True, False):
         act = algo.act(cfg, state, obs, jax.random.key(3), deterministic)
-        assert act.shape == (7, ACT_DIM), name
-        assert bool(jnp.all((act >= -1) & (act <= 1))), name
+        if is_discrete(algo):  # action indices
+            assert act.shape == (7,) and act.dtype == jnp.int32, (name, act.shape, act.dtype)
+            assert bool(jnp.all((act >= 0) & (act < NUM_ACTIONS))), name
+        else:
+            assert act.shape == (7, ACT_DIM), name
+            assert bool(jnp.all((act >= -1) & (act <= 1))), name
 
 
 def test_save_load_round_trip_acts_identically(trained, tmp_path):
     name, algo, cfg, state, _, _ = trained
     checkpoint.save(tmp_path, state, {"step": int(state.step)})
-    template = algo.init(cfg, template_spec(OBS_DIM, ACT_DIM), jax.random.key(99))
+    if is_discrete(algo):
+        spec = template_spec(OBS_DIM, 1, NUM_ACTIONS)
+    else:
+        spec = template_spec(OBS_DIM, ACT_DIM)
+    template = algo.init(cfg, spec, jax.random.key(99))
     restored, meta = checkpoint.load(tmp_path, template)
     assert meta["step"] == 6
     obs = jnp.ones((4, OBS_DIM))

@@ -25,10 +25,11 @@ Metrics = dict[str, jnp.ndarray]
 
 @flax.struct.dataclass
 class Batch:
-    """Transitions as the networks see them: obs normalized, actions in [-1, 1]."""
+    """Transitions as the networks see them: obs normalized, actions in [-1, 1] (continuous)
+    or int32 action indices (discrete)."""
 
     obs: jnp.ndarray  # (B, obs_dim)
-    act: jnp.ndarray  # (B, act_dim)
+    act: jnp.ndarray  # (B, act_dim) float in [-1, 1]; discrete: (B,) int32 in [0, n)
     rew: jnp.ndarray  # (B,)
     next_obs: jnp.ndarray  # (B, obs_dim)
     done: jnp.ndarray  # (B,) 1.0 where the transition ended in a terminal (no bootstrap)
@@ -44,13 +45,23 @@ class Spec:
     obs_dim: int
     act_dim: int
     transforms: Transforms
+    num_actions: int = 0  # n of a discrete action space (act_dim is then 1); 0: continuous
+
+    @property
+    def discrete(self) -> bool:
+        return self.num_actions > 0
 
 
 def to_device(dataset: Dataset, tf: Transforms, extra: dict | None = None) -> Batch:
-    """The whole dataset, transformed once, as device arrays (a Batch of length N)."""
+    """The whole dataset, transformed once, as device arrays (a Batch of length N).
+    Continuous actions are mapped to [-1, 1]; discrete ones stay indices, (N,) int32."""
+    if dataset.discrete:
+        act = jnp.asarray(dataset.actions[:, 0], jnp.int32)
+    else:
+        act = jnp.clip(tf.action_to_unit(jnp.asarray(dataset.actions, jnp.float32)), -1.0, 1.0)
     return Batch(
         obs=tf.obs(jnp.asarray(dataset.observations, jnp.float32)),
-        act=jnp.clip(tf.action_to_unit(jnp.asarray(dataset.actions, jnp.float32)), -1.0, 1.0),
+        act=act,
         rew=tf.reward(jnp.asarray(dataset.rewards, jnp.float32)),
         next_obs=tf.obs(jnp.asarray(dataset.next_observations, jnp.float32)),
         # Timeouts are not terminals: the target still bootstraps through them.
@@ -74,13 +85,13 @@ def sample(data: Batch, key: jax.Array, batch_size: int) -> Batch:
 
 
 @functools.cache
-def adam(lr: float, cosine_decay_steps: int = 0) -> optax.GradientTransformation:
-    """Adam, optionally with a cosine-decayed rate. Cached: states made with the same settings
-    share one optimizer object, so their pytree structures compare equal and a compiled
-    update is reused instead of compiled again."""
+def adam(lr: float, cosine_decay_steps: int = 0, eps: float = 1e-8) -> optax.GradientTransformation:
+    """Adam, optionally with a cosine-decayed rate; `eps` is Adam's ε (DQN's settings raise it).
+    Cached: states made with the same settings share one optimizer object, so their pytree
+    structures compare equal and a compiled update is reused instead of compiled again."""
     if cosine_decay_steps > 0:
-        return optax.adam(optax.cosine_decay_schedule(lr, cosine_decay_steps))
-    return optax.adam(lr)
+        return optax.adam(optax.cosine_decay_schedule(lr, cosine_decay_steps), eps=eps)
+    return optax.adam(lr, eps=eps)
 
 
 def make_model(module, key: jax.Array, sample_inputs: tuple, tx: optax.GradientTransformation):
@@ -125,6 +136,27 @@ def best_candidate(q: jnp.ndarray, candidates: jnp.ndarray) -> jnp.ndarray:
     return jnp.take_along_axis(candidates, best[:, None, None], axis=1)[:, 0]
 
 
+def action_values(q: jnp.ndarray, act: jnp.ndarray) -> jnp.ndarray:
+    """Q(s, a) of the given actions: q (B, n, ...) with the actions on axis 1 (trailing axes,
+    e.g. quantiles or heads, are kept), act (B,) int -> (B, ...)."""
+    index = act.reshape(act.shape + (1,) * (q.ndim - 1))
+    return jnp.take_along_axis(q, index, axis=1)[:, 0]
+
+
+def greedy(q: jnp.ndarray) -> jnp.ndarray:
+    """argmax_a Q(s, a) per state: q (B, n) -> (B,) int32 (ties: the lowest index)."""
+    return jnp.argmax(q, axis=-1).astype(jnp.int32)
+
+
+def epsilon_greedy(key: jax.Array, q: jnp.ndarray, epsilon: float) -> jnp.ndarray:
+    """With probability ε a uniformly random action, else the greedy one: q (B, n) -> (B,)
+    int32. The random action may itself be the greedy one (DQN's convention)."""
+    k_explore, k_action = jax.random.split(key)
+    b, n = q.shape
+    explore = jax.random.uniform(k_explore, (b,)) < epsilon
+    return jnp.where(explore, jax.random.randint(k_action, (b,), 0, n), greedy(q))
+
+
 def exp_weights(scaled_adv: jnp.ndarray, max_weight: float) -> jnp.ndarray:
     """min(exp(x), max_weight) held constant (a stop-gradient), x the advantage already
     divided by the temperature: the weights of AWR, AWAC and CRR (x = A / β) and of IQL's
@@ -133,7 +165,7 @@ def exp_weights(scaled_adv: jnp.ndarray, max_weight: float) -> jnp.ndarray:
 
 
 def spec_from_dataset(dataset: Dataset, tf: Transforms) -> Spec:
-    return Spec(obs_dim=dataset.obs_dim, act_dim=dataset.act_dim, transforms=tf)
+    return Spec(dataset.obs_dim, dataset.act_dim, tf, num_actions=dataset.num_actions)
 
 
 def make_update_chunk(algo, cfg, num_steps: int):

@@ -12,7 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from offrl.atomic import atomic_path  # noqa: E402
 
-LOSS_KEYS = ("critic_loss", "value_loss", "actor_loss", "bc_loss", "cql_penalty", "q_mean")
+LOSS_KEYS = (
+    "critic_loss", "q_loss", "value_loss", "actor_loss", "bc_loss", "cql_penalty", "q_mean"
+)  # fmt: skip
 
 
 def plot_curves(metrics_path: Path, out_path: Path, title: str = "") -> None:

@@ -15,7 +15,8 @@ from offrl.evaluate import compiled_act, evaluate, jax_policy
 
 
 class Policy:
-    """`policy(obs)` -> action, for one observation (obs_dim,) or a batch (n, obs_dim)."""
+    """`policy(obs)` -> action, for one observation (obs_dim,) or a batch (n, obs_dim): an
+    (act_dim,) float vector per observation, or an int action index for discrete actions."""
 
     def __init__(self, algo, cfg, state, run: dict):
         self.algo, self.cfg, self.state, self.run = algo, cfg, state, run
@@ -65,7 +66,9 @@ def load_policy(run_dir: str | Path) -> Policy:
     run = json.loads(config_path.read_text())
     algo = get_algo(run["algo"])
     cfg = make_algo_config(run["algo"], run["algo_config"])
-    template = algo.init(cfg, template_spec(run["obs_dim"], run["act_dim"]), jax.random.key(0))
+    # Runs saved before discrete actions existed have no num_actions: continuous.
+    spec = template_spec(run["obs_dim"], run["act_dim"], run.get("num_actions", 0))
+    template = algo.init(cfg, spec, jax.random.key(0))
     try:
         state, _ = checkpoint.load(ckpt, template)
     except Exception as exc:  # msgpack/structure errors: a corrupt or foreign file

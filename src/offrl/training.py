@@ -68,6 +68,7 @@ class RunConfig:
     # Filled in from the dataset when the run starts:
     obs_dim: int = 0
     act_dim: int = 0
+    num_actions: int = 0  # n of a discrete action space; 0: continuous
     ref_min_score: float | None = None
     ref_max_score: float | None = None
 
@@ -135,12 +136,24 @@ def get_algo(name: str):
         raise ConfigError(exc.args[0]) from None
 
 
-def template_spec(obs_dim: int, act_dim: int) -> Spec:
+def template_spec(obs_dim: int, act_dim: int, num_actions: int = 0) -> Spec:
     """A spec of the right sizes whose transforms a checkpoint overwrites on load."""
     z = lambda n: np.zeros(n, np.float32)  # noqa: E731
     o = lambda n: np.ones(n, np.float32)  # noqa: E731
     tf = Transforms(z(obs_dim), o(obs_dim), -o(act_dim), o(act_dim), np.float32(1), np.float32(0))
-    return Spec(obs_dim, act_dim, tf)
+    return Spec(obs_dim, act_dim, tf, num_actions)
+
+
+def check_action_kind(algo_name: str, data: Dataset, source: str) -> None:
+    """An algorithm trains only on data of its action kind (algos.action_kind)."""
+    wanted = algos.action_kind(get_algo(algo_name))
+    have = "discrete" if data.discrete else "continuous"
+    if wanted != have:
+        space = f"Discrete({data.num_actions})" if data.discrete else f"{data.act_dim}-D Box"
+        raise ConfigError(
+            f"{algo_name} trains on {wanted} actions, but dataset {source} has {have} "
+            f"actions ({space}); choose a {have}-action algorithm"
+        )
 
 
 # --------------------------------------------------------------------------- run directory
@@ -289,6 +302,7 @@ def _prepare(algo, dataset, steps, seeds, outs, overrides, opt: _Options):
         runs.append(run)
     cfg = make_algo_config(runs[0].algo, runs[0].algo_config)
     data = load_dataset(runs[0].dataset, clip_actions=runs[0].clip_actions)
+    check_action_kind(runs[0].algo, data, runs[0].dataset)
     runs = [_complete_run_config(run, data, cfg) for run in runs]
     _check_group(runs, cfg)
     for run, out in zip(runs, outs):
@@ -333,6 +347,7 @@ def _complete_run_config(run: RunConfig, data: Dataset, cfg) -> RunConfig:
         env_id=env_id,
         obs_dim=data.obs_dim,
         act_dim=data.act_dim,
+        num_actions=data.num_actions,
         ref_min_score=ref_min,
         ref_max_score=ref_max,
         algo_config={f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)},
@@ -566,7 +581,7 @@ def _postfix(metrics: dict, last_eval: dict | None, ups: float) -> dict:
     post = {"upd/s": f"{ups:,.0f}"}
     if last_eval is not None:
         post["score"] = f"{last_eval.get('normalized_score', last_eval['return_mean']):.1f}"
-    for key in ("critic_loss", "bc_loss", "actor_loss"):
+    for key in ("critic_loss", "q_loss", "bc_loss", "actor_loss"):
         if key in metrics:
             post[key] = f"{metrics[key]:.3g}"
             break

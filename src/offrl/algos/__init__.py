@@ -14,6 +14,13 @@ Every algorithm is a module with the same small protocol (see ../shared/DESIGN.m
 Optional:
     extra_columns(cfg, dataset, tf) -> {name: (N,) array}   per-transition columns the
                                              updates read from batch.extra (AWR's returns)
+    action_kind = "continuous" | "discrete"  the action spaces the algorithm handles
+                                             (absent: "continuous"). Continuous: batch.act
+                                             (B, act_dim) in [-1, 1], `act` returns (B,
+                                             act_dim) env actions. Discrete: spec.num_actions
+                                             = n, batch.act (B,) int32 indices, `act` returns
+                                             (B,) int32 env actions in [0, n). The training
+                                             loop refuses data of the other kind.
 """
 
 from __future__ import annotations
@@ -35,10 +42,22 @@ NAMES = (
     "sac",
     "td3",
     "ddpg",
+    "dqn",
+    "ddqn",
+    "bc_discrete",
 )
+ACTION_KINDS = ("continuous", "discrete")
 
 
 def get(name: str) -> ModuleType:
     if name not in NAMES:
         raise KeyError(f"unknown algorithm {name!r}; choose one of: {', '.join(NAMES)}")
     return importlib.import_module(f"offrl.algos.{name}")
+
+
+def action_kind(algo: ModuleType) -> str:
+    """ "continuous" or "discrete": the actions `algo` trains on and returns."""
+    kind = getattr(algo, "action_kind", "continuous")
+    if kind not in ACTION_KINDS:
+        raise ValueError(f"{algo.__name__}.action_kind must be one of {ACTION_KINDS}, got {kind!r}")
+    return kind

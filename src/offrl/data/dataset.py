@@ -4,6 +4,10 @@ A transition i is (observations[i], actions[i], rewards[i], next_observations[i]
 terminals[i], timeouts[i]). An episode ends at every i where terminals[i] or timeouts[i]
 is set, and at the last transition. Terminals stop bootstrapping; timeouts do not
 (the value of next_observations[i] is still used as the target's bootstrap state).
+
+Discrete actions: `num_actions` n > 0 marks the data as discrete; `actions` is then (N, 1)
+holding action indices 0..n-1 (int64 once validated) and there are no action bounds.
+`num_actions = 0` means continuous actions, (N, act_dim) floats.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.signal import lfilter
 
+from offrl.errors import DataError
+
 COLUMNS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 
 
 @dataclass(frozen=True)
 class Dataset:
     observations: np.ndarray  # (N, obs_dim) float32
-    actions: np.ndarray  # (N, act_dim) float32
+    actions: np.ndarray  # (N, act_dim) float32; discrete: (N, 1) int64 indices 0..n-1
     rewards: np.ndarray  # (N,) float32
     next_observations: np.ndarray  # (N, obs_dim) float32
     terminals: np.ndarray  # (N,) bool: the episode ended in a terminal state (no bootstrap)
@@ -34,6 +40,11 @@ class Dataset:
     ref_min_score: float | None = None
     ref_max_score: float | None = None
     metadata: dict = field(default_factory=dict)
+    num_actions: int = 0  # n of a Discrete action space; 0 for continuous actions
+
+    @property
+    def discrete(self) -> bool:
+        return self.num_actions > 0
 
     def __len__(self) -> int:
         return int(self.rewards.shape[0])
@@ -81,7 +92,10 @@ class Dataset:
         return out
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Action bounds: the environment's when known, else the data's range."""
+        """Action bounds: the environment's when known, else the data's range; for discrete
+        data the index range [0, n - 1]."""
+        if self.discrete:
+            return np.zeros(1, np.float32), np.full(1, self.num_actions - 1, np.float32)
         low = self.action_low if self.action_low is not None else self.actions.min(axis=0)
         high = self.action_high if self.action_high is not None else self.actions.max(axis=0)
         return np.asarray(low, np.float32), np.asarray(high, np.float32)
@@ -93,6 +107,12 @@ class Dataset:
     def concatenate(cls, parts: list[Dataset], **fields) -> Dataset:
         """Join datasets episode-wise; the first part supplies env and bounds by default."""
         first = parts[0]
+        kinds = {p.num_actions for p in parts}
+        if len(kinds) > 1:
+            raise DataError(
+                f"cannot concatenate datasets with different action spaces (num_actions "
+                f"{', '.join(map(str, sorted(kinds)))}; 0 means continuous)"
+            )
         cols = {c: np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS}
         # A part's last episode ends with the part: mark it, or it would run into the next.
         lengths = np.array([len(p) for p in parts])
@@ -100,7 +120,12 @@ class Dataset:
         open_ends = part_ends[~(cols["terminals"][part_ends] | cols["timeouts"][part_ends])]
         cols["timeouts"] = cols["timeouts"].copy()
         cols["timeouts"][open_ends] = True
-        keep = dict(env_id=first.env_id, action_low=first.action_low, action_high=first.action_high)
+        keep = dict(
+            env_id=first.env_id,
+            action_low=first.action_low,
+            action_high=first.action_high,
+            num_actions=first.num_actions,
+        )
         return cls(**cols, **(keep | fields))
 
     def info(self) -> dict:
@@ -124,6 +149,7 @@ class Dataset:
             "episode_length_max": int(lengths.max()),
             "obs_shape": list(self.observations.shape[1:]),
             "action_shape": list(self.actions.shape[1:]),
+            "num_actions": self.num_actions,
             "obs_min": self.observations.min(axis=0).round(4).tolist(),
             "obs_max": self.observations.max(axis=0).round(4).tolist(),
             "action_low": low.round(4).tolist(),

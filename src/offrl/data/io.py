@@ -29,12 +29,17 @@ Minari (the layout `minari` 0.5.x writes and reads, hdf5 storage only). A datase
   terminations -> terminals, truncations -> timeouts. Box spaces of any shape are flattened
   to one row per step, Dict/Tuple observations are concatenated leaf by leaf (in the order
   of the serialized space), Discrete values become one column. JPEG-encoded images and text
-  are not supported.
+  are not supported. A Discrete action space Discrete(n) makes the dataset discrete
+  (num_actions = n, actions the indices 0..n-1); a Discrete space with start != 0 is refused
+  rather than shifted, since the policy's actions would then differ from the environment's.
+  A discrete dataset is written with a Discrete(n) action space and 1-D int64 actions, the
+  way minari records a Discrete space.
 
 D4RL (the flat HDF5 layout of d4rl's `get_dataset`): datasets `observations`, `actions`,
   `rewards`, `terminals`, `timeouts`, optional `next_observations`, optional `metadata/*`
   (attributes of the `metadata` group and scalar datasets under it; we store name, env_id,
-  ref scores, action bounds and a JSON copy of Dataset.metadata there as attributes). When
+  ref scores, action bounds, `num_actions` and a JSON copy of Dataset.metadata there as
+  attributes; a `num_actions` attribute at the top level is read too). When
   `next_observations` is absent it is derived within each episode as observations[i + 1].
   A transition that ends an episode without a terminal has no successor and is dropped, as
   d4rl's `qlearning_dataset` does; unlike d4rl we then mark the transition before it as a
@@ -44,8 +49,12 @@ D4RL (the flat HDF5 layout of d4rl's `get_dataset`): datasets `observations`, `a
   the TD targets (d4rl uses the next episode's first observation there instead).
 
 .npz: the same flat keys, plus optional `name`, `env_id` (0-d string arrays), `action_low`,
-  `action_high`, `ref_min_score`, `ref_max_score` and `metadata_json`. Read with
-  allow_pickle=False.
+  `action_high`, `ref_min_score`, `ref_max_score`, `num_actions` and `metadata_json`. Read
+  with allow_pickle=False.
+
+Discrete data in the flat formats: `num_actions` (n > 0) marks it; `actions` may be (N, 1) or
+(N,) integers. A flat file that does not store num_actions (e.g. a discrete D4RL-layout file
+written elsewhere) is read as discrete when the caller passes `num_actions=n` to `read`.
 """
 
 from __future__ import annotations
@@ -102,11 +111,14 @@ _TRANSIENT_META = ("format", "source")
 # --------------------------------------------------------------------------- dispatch
 
 
-def read(path: str | os.PathLike, clip_actions: bool = False) -> Dataset:
+def read(
+    path: str | os.PathLike, clip_actions: bool = False, num_actions: int | None = None
+) -> Dataset:
     """Read and validate a dataset from a Minari directory, a .hdf5/.h5 file or a .npz file.
 
     A string that is not an existing path but looks like a Minari dataset id
-    ("namespace/name-v0") is looked up under `minari_root()`.
+    ("namespace/name-v0") is looked up under `minari_root()`. `num_actions` marks a flat
+    file (D4RL, npz) that does not store it as discrete with that many actions.
     """
     p = Path(path)
     if not p.exists():
@@ -127,9 +139,9 @@ def read(path: str | os.PathLike, clip_actions: bool = False) -> Dataset:
             )
         dataset = read_minari(p)
     elif p.suffix.lower() in _HDF5_SUFFIXES:
-        dataset = read_d4rl(p)
+        dataset = read_d4rl(p, num_actions)
     elif p.suffix.lower() == ".npz":
-        dataset = read_npz(p)
+        dataset = read_npz(p, num_actions)
     else:
         raise DataError(f"{path}: unrecognized dataset format; expected {ACCEPTED_FORMS}")
     return validate(dataset, str(path), clip_actions=clip_actions)
@@ -192,6 +204,7 @@ def read_minari(path: str | os.PathLike) -> Dataset:
         )
     obs_space = _space_dict(meta, "observation_space", meta_file)
     act_space = _space_dict(meta, "action_space", meta_file)
+    num_actions = _discrete_actions(act_space, meta_file)
 
     h5_path = data_dir / "main_data.hdf5"
     cols: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
@@ -251,6 +264,7 @@ def read_minari(path: str | os.PathLike) -> Dataset:
         ref_min_score=_opt_float(meta.get("ref_min_score"), f"{meta_file}: field 'ref_min_score'"),
         ref_max_score=_opt_float(meta.get("ref_max_score"), f"{meta_file}: field 'ref_max_score'"),
         metadata=metadata,
+        num_actions=num_actions,
     )
 
 
@@ -283,8 +297,6 @@ def write_minari(
         raise DataError(f"{target}: already exists; pass overwrite=True to replace it")
 
     starts, ends = ds.episode_starts, ds.episode_ends
-    low = ds.action_low if ds.action_low is not None else np.full(ds.act_dim, -np.inf)
-    high = ds.action_high if ds.action_high is not None else np.full(ds.act_dim, np.inf)
     meta: dict[str, Any] = {
         "dataset_id": dataset_id,
         "minari_version": MINARI_FORMAT_VERSION,
@@ -293,7 +305,7 @@ def write_minari(
         "data_format": "hdf5",
         "jpeg_encoding": False,
         "observation_space": _box_json(np.full(ds.obs_dim, -np.inf), np.full(ds.obs_dim, np.inf)),
-        "action_space": _box_json(low, high),
+        "action_space": _action_space_json(ds),
         "algorithm_name": str(ds.metadata.get("algorithm_name", "offrl")),
         "description": f"Written by offrl from dataset {ds.name!r}.",
         "offrl": {
@@ -322,7 +334,9 @@ def write_minari(
                 g.attrs["total_steps"] = int(e - s + 1)
                 obs = np.concatenate([ds.observations[s : e + 1], ds.next_observations[e : e + 1]])
                 g.create_dataset("observations", data=obs)
-                g.create_dataset("actions", data=ds.actions[s : e + 1])
+                actions = ds.actions[s : e + 1]
+                # minari records a Discrete action as a scalar per step: a 1-D column.
+                g.create_dataset("actions", data=actions[:, 0] if ds.discrete else actions)
                 g.create_dataset("rewards", data=ds.rewards[s : e + 1])
                 g.create_dataset("terminations", data=ds.terminals[s : e + 1])
                 g.create_dataset("truncations", data=ds.timeouts[s : e + 1])
@@ -339,8 +353,9 @@ def write_minari(
 # --------------------------------------------------------------------------- D4RL
 
 
-def read_d4rl(path: str | os.PathLike) -> Dataset:
-    """Read a D4RL-layout HDF5 file (flat datasets observations, actions, ...)."""
+def read_d4rl(path: str | os.PathLike, num_actions: int | None = None) -> Dataset:
+    """Read a D4RL-layout HDF5 file (flat datasets observations, actions, ...); see `read`
+    for `num_actions`."""
     p = Path(path)
     with _open_h5(p) as f:
         for key in _REQUIRED:
@@ -359,7 +374,7 @@ def read_d4rl(path: str | os.PathLike) -> Dataset:
                 if isinstance(node, h5py.Dataset) and node.shape == ():
                     stored.setdefault(key, node[()])
     stored = {k: _plain(v) for k, v in stored.items()}
-    return _from_flat(cols, stored, p, "d4rl")
+    return _from_flat(cols, stored, p, "d4rl", num_actions)
 
 
 def write_d4rl(dataset: Dataset, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -378,8 +393,9 @@ def write_d4rl(dataset: Dataset, path: str | os.PathLike, overwrite: bool = Fals
 # --------------------------------------------------------------------------- npz
 
 
-def read_npz(path: str | os.PathLike) -> Dataset:
-    """Read a .npz holding the flat columns and optional name/env_id/bounds/ref scores."""
+def read_npz(path: str | os.PathLike, num_actions: int | None = None) -> Dataset:
+    """Read a .npz holding the flat columns and optional name/env_id/bounds/ref scores/
+    num_actions; see `read` for `num_actions`."""
     p = Path(path)
     try:
         npz = np.load(p, allow_pickle=False)
@@ -403,7 +419,7 @@ def read_npz(path: str | os.PathLike) -> Dataset:
                 cols[key] = value
             else:
                 stored[key] = value.tolist() if value.ndim else value.item()
-    return _from_flat(cols, stored, p, "npz")
+    return _from_flat(cols, stored, p, "npz", num_actions)
 
 
 def write_npz(dataset: Dataset, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -426,6 +442,7 @@ _SCALAR_KEYS = (
     "action_high",
     "ref_min_score",
     "ref_max_score",
+    "num_actions",
     "metadata_json",
 )
 
@@ -444,10 +461,14 @@ def _scalar_fields(ds: Dataset) -> dict[str, Any]:
     for key in ("ref_min_score", "ref_max_score"):
         if getattr(ds, key) is not None:
             out[key] = float(getattr(ds, key))
+    if ds.discrete:
+        out["num_actions"] = ds.num_actions
     return out
 
 
-def _from_flat(cols: dict, stored: dict, p: Path, fmt: str) -> Dataset:
+def _from_flat(
+    cols: dict, stored: dict, p: Path, fmt: str, num_actions: int | None = None
+) -> Dataset:
     """Build a Dataset from flat columns and stored scalars (D4RL and npz)."""
     metadata: dict[str, Any] = {}
     raw_meta = stored.pop("metadata_json", None) or stored.pop("offrl_metadata", None)
@@ -457,6 +478,11 @@ def _from_flat(cols: dict, stored: dict, p: Path, fmt: str) -> Dataset:
         except (TypeError, ValueError):
             raise DataError(f"{p}: field 'metadata_json': not a JSON object") from None
     known = {"name", "env_id", "action_low", "action_high", "ref_min_score", "ref_max_score"}
+    known.add("num_actions")
+    n = _flat_num_actions(stored.get("num_actions"), num_actions, p)
+    actions = np.asarray(cols["actions"])
+    if n and actions.ndim == 1:  # discrete actions as a flat column of indices
+        cols = cols | {"actions": actions[:, None]}
     for key, value in stored.items():  # d4rl's own metadata/* entries (algorithm, ...)
         if key not in known:
             metadata.setdefault(key, value)
@@ -475,8 +501,27 @@ def _from_flat(cols: dict, stored: dict, p: Path, fmt: str) -> Dataset:
         ref_min_score=_opt_float(stored.get("ref_min_score"), f"{p}: field 'ref_min_score'"),
         ref_max_score=_opt_float(stored.get("ref_max_score"), f"{p}: field 'ref_max_score'"),
         metadata=metadata,
+        num_actions=n,
         **bounds,
     )
+
+
+def _flat_num_actions(stored: Any, given: int | None, p: Path) -> int:
+    """num_actions of a flat file: the stored value, else the caller's, else 0 (continuous)."""
+    value = stored if stored is not None else given
+    if value is None:
+        return 0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not float(value).is_integer()
+    ):
+        raise DataError(f"{p}: field 'num_actions': not an integer: {value!r}")
+    if given is not None and int(given) != int(value):
+        raise DataError(
+            f"{p}: field 'num_actions': the file stores {int(value)}, but {given} was given"
+        )
+    return int(value)
 
 
 def _derive_next_observations(cols: dict, p: Path) -> tuple[dict, int]:
@@ -613,8 +658,34 @@ def _space_layout(space: dict) -> list:
     return space.get("shape", [1])
 
 
+def _discrete_actions(space: dict | None, meta_file: Path) -> int:
+    """n of a serialized Discrete(n) action space; 0 for any other space."""
+    if not space or space.get("type") != "Discrete":
+        return 0
+    try:
+        start, n = int(space.get("start", 0)), int(space["n"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{meta_file}: field 'action_space': a Discrete space needs n") from None
+    if start != 0:
+        raise DataError(
+            f"{meta_file}: field 'action_space': Discrete({n}, start={start}) is not supported; "
+            "offrl stores discrete actions as indices 0..n-1 (start 0)"
+        )
+    return n
+
+
+def _action_space_json(ds: Dataset) -> str:
+    """Discrete(n) for discrete data, else a Box of the bounds (unbounded when unknown)."""
+    if ds.discrete:
+        return json.dumps({"type": "Discrete", "dtype": "int64", "start": 0, "n": ds.num_actions})
+    low = ds.action_low if ds.action_low is not None else np.full(ds.act_dim, -np.inf)
+    high = ds.action_high if ds.action_high is not None else np.full(ds.act_dim, np.inf)
+    return _box_json(low, high)
+
+
 def _space_bounds(space: dict | None) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Action bounds of a serialized Box (None if any is infinite) or Discrete space."""
+    """Action bounds of a serialized Box (None if any is infinite); none for other spaces
+    (a Discrete space is described by num_actions instead)."""
     if not space:
         return None, None
     if space.get("type") == "Box":
@@ -626,9 +697,6 @@ def _space_bounds(space: dict | None) -> tuple[np.ndarray | None, np.ndarray | N
         if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):
             return low, high
         return None, None
-    if space.get("type") == "Discrete":
-        start, n = int(space.get("start", 0)), int(space["n"])
-        return np.array([start], np.float64), np.array([start + n - 1], np.float64)
     return None, None
 
 

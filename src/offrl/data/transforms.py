@@ -3,7 +3,9 @@
 Observations are standardized with the dataset's mean and std (when the algorithm asks),
 actions are mapped from the environment's bounds to [-1, 1], and rewards may be scaled.
 The transforms are part of every algorithm's saved state, so a loaded checkpoint acts
-exactly as it did in training.
+exactly as it did in training. Discrete actions are not transformed: they stay action
+indices (core.to_device), discrete algorithms return indices from `act`, and act_low/act_high
+hold only the index range [0, n - 1].
 """
 
 from __future__ import annotations

@@ -10,7 +10,12 @@ when set, are finite and distinct. Nothing is coerced silently: the one opt-in r
 `clip_actions=True`, which clips actions into the bounds and records how many values it
 changed in metadata["clipped_actions"]. Episodes of length one are legal.
 
-The result has float32 columns, bool terminals/timeouts and float32 bounds.
+Discrete data (`num_actions` n > 0): actions are one column of action indices; every value
+must be an integer in 0..n-1 (an error names the first bad row; clipping does not apply) and
+the dataset has no action bounds.
+
+The result has float32 columns, bool terminals/timeouts and float32 bounds; discrete actions
+are int64.
 """
 
 from __future__ import annotations
@@ -51,7 +56,10 @@ def validate(dataset: Dataset, source: str, clip_actions: bool = False) -> Datas
         want = 2 if name in _TWO_D else 1
         if arr.ndim != want:
             shape = _TWO_D.get(name, "(N,)")
-            raise fail(name, f"expected {want}-D {shape}, got shape {arr.shape}")
+            hint = ""
+            if name == "actions" and arr.ndim == 1 and not dataset.num_actions:
+                hint = "; for discrete actions, give num_actions (the number of actions)"
+            raise fail(name, f"expected {want}-D {shape}, got shape {arr.shape}{hint}")
         raw[name] = arr
 
     n = raw["observations"].shape[0]
@@ -71,11 +79,19 @@ def validate(dataset: Dataset, source: str, clip_actions: bool = False) -> Datas
     if raw["actions"].shape[1] == 0:
         raise fail("actions", "zero-width actions (shape (N, 0))")
 
+    num_actions = _num_actions(dataset.num_actions, fail)
     cols: dict[str, np.ndarray] = {}
     for name in ("observations", "actions", "rewards", "next_observations"):
-        cols[name] = _finite_float32(raw[name], name, fail)
+        if name == "actions" and num_actions:
+            cols[name] = _action_indices(raw[name], num_actions, fail)
+        else:
+            cols[name] = _finite_float32(raw[name], name, fail)
     for name in ("terminals", "timeouts"):
         cols[name] = _boolean(raw[name], name, fail)
+    if num_actions:
+        for name in ("action_low", "action_high"):
+            if getattr(dataset, name) is not None:
+                raise fail(name, f"discrete data (num_actions={num_actions}) has no action bounds")
 
     act_dim = cols["actions"].shape[1]
     bounds = {}
@@ -131,7 +147,38 @@ def validate(dataset: Dataset, source: str, clip_actions: bool = False) -> Datas
     if refs["ref_min_score"] is not None and refs["ref_min_score"] == refs["ref_max_score"]:
         raise fail("ref_max_score", "equals ref_min_score, so normalized scores are undefined")
 
-    return dataset.replace(**cols, **bounds, **refs, metadata=metadata)
+    return dataset.replace(**cols, **bounds, **refs, metadata=metadata, num_actions=num_actions)
+
+
+def _num_actions(value, fail) -> int:
+    """0 (continuous) or the n of a Discrete action space."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise fail("num_actions", f"expected a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _action_indices(arr: np.ndarray, n: int, fail) -> np.ndarray:
+    """Discrete actions: one column of integers in 0..n-1, as int64."""
+    if arr.shape[1] != 1:
+        raise fail(
+            "actions",
+            f"discrete data (num_actions={n}) holds one column of action indices, "
+            f"got shape {arr.shape}",
+        )
+    values = arr[:, 0]
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(values) & (values == np.round(values))
+    bad = ~whole | (values < 0) | (values >= n)
+    if bad.any():
+        i = int(np.argmax(bad))
+        value = values[i].item()
+        why = "not an integer" if not whole[i] else "negative" if value < 0 else f">= {n}"
+        raise fail(
+            "actions",
+            f"{int(bad.sum())} values are not action indices 0..{n - 1} (first at index {i}: "
+            f"{value!r}, {why}); --clip-actions does not apply to discrete actions",
+        )
+    return values.astype(np.int64)[:, None]
 
 
 def _finite_float32(arr: np.ndarray, name: str, fail) -> np.ndarray:

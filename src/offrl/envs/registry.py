@@ -7,6 +7,16 @@ D4RL's published reference returns (random, expert) for MuJoCo locomotion. D4RL'
 datasets were collected in gym MuJoCo v3 environments, not gymnasium's v5: those numbers
 are the field's convention for comparing with papers, not a measurement in v5. For the
 small tasks D4RL does not cover, the references measured for offrl's recipes are used.
+
+Discrete-action tasks (DISCRETE_REFERENCE_RETURNS, by exact gymnasium id). Random: the
+uniform random policy's mean return over 100 episodes (`rollout(env_id, uniform, 100,
+seed=10000)`, gymnasium 1.4.0), measured for offrl. Expert:
+- CartPole-v1: 500, the most an episode can earn (500 steps of reward 1).
+- Acrobot-v1: -72.1, the RL Zoo's published DQN agent (huggingface.co/sb3/dqn-Acrobot-v1,
+  -72.10 ± 6.44); Acrobot-v1's own "solved" threshold is -100. The random policy never swings
+  up within the 500-step limit, so random is exactly -500.
+- LunarLander-v3: 200, the environment's "solved" threshold, a convention rather than a
+  measured expert (good agents score 200-300).
 """
 
 from __future__ import annotations
@@ -20,17 +30,27 @@ D4RL_REFERENCE_RETURNS: dict[str, tuple[float, float]] = {
 }
 
 
+# (random, expert); see the module docstring for where each number comes from.
+DISCRETE_REFERENCE_RETURNS: dict[str, tuple[float, float]] = {
+    "CartPole-v1": (22.98, 500.0),  # random: 22.98 ± 12.39
+    "Acrobot-v1": (-500.0, -72.1),  # random: -500.0 ± 0.0
+    "LunarLander-v3": (-182.55, 200.0),  # random: -182.55 ± 113.81
+}
+
+
 def reference_scores(env_id: str) -> tuple[float, float]:
     """(random, expert) returns for an environment id such as 'Hopper-v5'."""
     from offrl.data import recipes
 
+    if env_id in DISCRETE_REFERENCE_RETURNS:
+        return DISCRETE_REFERENCE_RETURNS[env_id]
     base = env_id.split("/")[-1].split("-")[0]
     if base in D4RL_REFERENCE_RETURNS:
         return D4RL_REFERENCE_RETURNS[base]
     measured = {e.env_id: slug for slug, e in recipes.ENVS.items() if slug in recipes.manifest()}
     if env_id in measured:
         return recipes.reference_returns(measured[env_id])
-    known = list(D4RL_REFERENCE_RETURNS) + list(measured)
+    known = list(D4RL_REFERENCE_RETURNS) + list(DISCRETE_REFERENCE_RETURNS) + list(measured)
     raise OffrlError(
         f"no reference returns for environment {env_id!r}; known: {', '.join(known)} "
         "(or store ref_min_score/ref_max_score in the dataset)"

@@ -16,7 +16,8 @@ import numpy as np
 
 from offrl.errors import OffrlError
 
-# policy(obs_batch (n, obs_dim), rng) -> actions (n, act_dim), environment units
+# policy(obs_batch (n, obs_dim), rng) -> actions (n, act_dim), environment units; for a
+# Discrete action space, (n,) integer actions
 BatchPolicy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
@@ -39,6 +40,25 @@ def env_spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
     env = make_env(env_id)
     env.close()
     return env.observation_space, env.action_space
+
+
+def env_actions(actions, space: gym.Space, n: int) -> np.ndarray:
+    """A policy's output as the environment takes it: float32 rows for a Box; for a Discrete
+    space one int64 per environment (gymnasium's Discrete refuses floats), checked against
+    the space so that a bad action fails naming its value."""
+    if isinstance(space, gym.spaces.Discrete):
+        out = np.asarray(actions).reshape(-1)
+        if out.shape != (n,) or out.dtype.kind not in "iu":
+            raise OffrlError(
+                f"a policy for {space} must return {n} integer actions, got "
+                f"dtype {out.dtype} shape {np.shape(actions)}"
+            )
+        low, high = int(space.start), int(space.start + space.n - 1)
+        if np.any((out < low) | (out > high)):
+            bad = out[(out < low) | (out > high)][0]
+            raise OffrlError(f"a policy for {space} returned action {bad}, outside [{low}, {high}]")
+        return out.astype(np.int64)
+    return np.asarray(actions, np.float32)
 
 
 def rollout(
@@ -67,7 +87,7 @@ def _run_group(envs, policy, seeds, rng):
     alive = np.ones(len(envs), bool)
     returns, lengths = np.zeros(len(envs)), np.zeros(len(envs), np.int64)
     while alive.any():
-        actions = np.asarray(policy(obs, rng), np.float32)
+        actions = env_actions(policy(obs, rng), envs[0].action_space, len(envs))
         for i in np.flatnonzero(alive):
             next_obs, rew, term, trunc, _ = envs[i].step(actions[i])
             returns[i] += rew

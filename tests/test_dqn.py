@@ -1,0 +1,142 @@
+"""DQN / Double DQN: the Huber TD loss and its gradient on constant networks, the two targets,
+the periodic hard target copy, acting, and the ddqn registration."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import random_discrete_dataset
+
+from offrl import algos, core
+from offrl.algos import ddqn, dqn
+from offrl.data.transforms import make_transforms
+
+OBS_DIM, NUM_ACTIONS, HIDDEN = 3, 2, (8, 8)
+OUT = f"Dense_{len(HIDDEN)}"  # the output layer of the MLP
+
+q_loss = jax.jit(dqn.q_loss, static_argnums=3)
+q_grad = jax.jit(jax.grad(lambda p, *a: dqn.q_loss(p, *a)[0]), static_argnums=3)
+update = jax.jit(dqn.update, static_argnums=0)
+act = jax.jit(dqn.act, static_argnums=(0, 4))
+
+
+def config(**overrides) -> dqn.Config:
+    return dqn.Config(hidden=HIDDEN, batch_size=16, **overrides)
+
+
+def constant(params, out_bias):
+    """The network made constant: every weight and bias 0 but the output bias, so
+    Q(s, ·) = out_bias for every s."""
+    zeros = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, np.float32), params)
+    zeros["params"]["MLP_0"][OUT]["bias"] = np.asarray(out_bias, np.float32)
+    return zeros
+
+
+@pytest.fixture(scope="module")
+def state():
+    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
+    tf = make_transforms(ds, normalize_obs=True)
+    return dqn.init(config(), core.spec_from_dataset(ds, tf), jax.random.key(0))
+
+
+def hand_batch() -> core.Batch:
+    """Two transitions: action 0 with reward 1 (not terminal), action 1 with reward 0
+    ending in a terminal."""
+    z = np.zeros((2, OBS_DIM), np.float32)
+    return core.Batch(
+        obs=z,
+        act=np.array([0, 1], np.int32),
+        rew=np.array([1.0, 0.0], np.float32),
+        next_obs=z,
+        done=np.array([0.0, 1.0], np.float32),
+    )
+
+
+# Online Q(s, ·) = [0.25, 0.5] (argmax 1); target Q'(s', ·) = [5, 2] (argmax 0).
+ONLINE, TARGET = [0.25, 0.5], [5.0, 2.0]
+
+
+def with_networks(state):
+    return state.replace(
+        q=state.q.replace(params=constant(state.q.params, ONLINE)),
+        target_q=constant(state.target_q, TARGET),
+    )
+
+
+def test_dqn_loss_huber_by_hand(state):
+    s = with_networks(state)
+    # y = r + γ (1 - d) max Q'(s') = [1 + 0.99 · 5, 0] = [5.95, 0]
+    # Q(s, a) = [Q(s, 0), Q(s, 1)] = [0.25, 0.5]; residuals [-5.7, 0.5]
+    # Huber (κ = 1): |-5.7| > 1 -> 5.7 - 0.5 = 5.2;  |0.5| <= 1 -> 0.5 · 0.25 = 0.125
+    loss, m = q_loss(s.q.params, s, hand_batch(), config())
+    assert float(loss) == pytest.approx((5.2 + 0.125) / 2)
+    assert float(m["target_mean"]) == pytest.approx(5.95 / 2)
+    assert float(m["q_mean"]) == pytest.approx(0.375)
+    # dL/db = mean over the batch of clip(residual, -1, 1) on the taken action's output:
+    # sample 1 -> b_0: -1 / 2;  sample 2 -> b_1: 0.5 / 2
+    grads = q_grad(s.q.params, s, hand_batch(), config())
+    np.testing.assert_allclose(grads["params"]["MLP_0"][OUT]["bias"], [-0.5, 0.25], rtol=1e-6)
+
+
+def test_double_dqn_target_uses_the_online_argmax(state):
+    s = with_networks(state)
+    # a' = argmax Q(s', ·) = 1, valued by the target: Q'(s', 1) = 2
+    # y = [1 + 0.99 · 2, 0] = [2.98, 0]; residuals [-2.73, 0.5] -> Huber [2.23, 0.125]
+    loss, m = q_loss(s.q.params, s, hand_batch(), config(double=True))
+    assert float(loss) == pytest.approx((2.23 + 0.125) / 2)
+    assert float(m["target_mean"]) == pytest.approx(2.98 / 2)
+
+
+def test_huber_delta_changes_the_quadratic_zone(state):
+    s = with_networks(state)
+    # κ = 10: both residuals are inside, so L = mean(x² / 2) = (5.7² + 0.5²) / 4
+    loss, _ = q_loss(s.q.params, s, hand_batch(), config(huber_delta=10.0))
+    assert float(loss) == pytest.approx((5.7**2 + 0.5**2) / 4)
+
+
+def _same(a, b) -> bool:
+    return all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(np.array_equal, a, b)))
+
+
+def test_target_is_copied_every_period(state):
+    cfg = config(target_update_period=3)
+    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
+    batch = jax.tree_util.tree_map(lambda x: x[:16], core.to_device(ds, state.tf))
+    s = state
+    for step in (1, 2):
+        s, _ = update(cfg, s, batch, jax.random.key(step))
+        assert int(s.step) == step
+        assert not _same(s.q.params, state.q.params)  # the online net moves every step
+        assert _same(s.target_q, state.target_q)  # the target waits
+    s, _ = update(cfg, s, batch, jax.random.key(3))
+    assert _same(s.target_q, s.q.params)  # step 3: copied
+    copied = s.target_q
+    s, _ = update(cfg, s, batch, jax.random.key(4))
+    assert _same(s.target_q, copied) and not _same(s.q.params, copied)
+
+
+def test_act_greedy_and_epsilon_greedy(state):
+    s = state.replace(q=state.q.replace(params=constant(state.q.params, [0.0, 1.0])))
+    obs = jnp.asarray(np.random.default_rng(0).normal(size=(4000, OBS_DIM)), jnp.float32)
+    greedy = act(config(), s, obs, jax.random.key(0), True)
+    assert greedy.dtype == jnp.int32 and bool(jnp.all(greedy == 1))
+    # ε = 0.5 of 2 actions: P(action 1) = 0.5 + 0.5 / 2 = 0.75 (std over 4000 draws < 0.007)
+    explored = act(config(eval_epsilon=0.5), s, obs, jax.random.key(0), False)
+    assert abs(float(jnp.mean(explored == 1)) - 0.75) < 0.03
+    # the default ε = 0.001: about 2 of 4000 actions are random, half of them 0
+    assert int(jnp.sum(act(config(), s, obs, jax.random.key(1), False) == 0)) < 15
+
+
+def test_ddqn_is_dqn_with_the_double_target():
+    assert algos.get("ddqn") is ddqn and algos.action_kind(ddqn) == "discrete"
+    assert ddqn.Config().double and not dqn.Config().double
+    assert ddqn.update is dqn.update and ddqn.act is dqn.act
+    # every other default is DQN's
+    assert ddqn.Config(double=False).__dict__ == dqn.Config().__dict__
+
+
+def test_bad_target_period_is_refused(state):
+    with pytest.raises(ValueError, match="target_update_period must be >= 1, got 0"):
+        dqn.init(config(target_update_period=0), core.Spec(3, 1, state.tf, 2), jax.random.key(0))
