@@ -45,6 +45,13 @@ NAMES = (
     "dqn",
     "ddqn",
     "bc_discrete",
+    "qrdqn",
+    "rem",
+    "ensemble_dqn",
+    "fqi",
+    "bcq_discrete",
+    "cql_discrete",
+    "spibb",
 )
 ACTION_KINDS = ("continuous", "discrete")
 

@@ -195,7 +195,7 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
+def append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
 
@@ -253,7 +253,7 @@ class _OnlineRun:
         started, steps_at_start = time.perf_counter(), self.step
         while self.step < bc.steps:
             ret, length = self._episode(bar)
-            _append_jsonl(
+            append_jsonl(
                 self.out / EPISODE_LOG, {"step": self.step, "return": ret, "length": length}
             )
             bar.set_postfix(
@@ -318,7 +318,7 @@ class _OnlineRun:
             r = rollout(self.bc.env_id, policy, self.bc.eval_episodes, seed=10**6 + self.step)
             record[f"{label}return_mean"] = float(r.returns.mean())
             record[f"{label}return_std"] = float(r.returns.std())
-        _append_jsonl(self.out / SNAPSHOT_LOG, record)
+        append_jsonl(self.out / SNAPSHOT_LOG, record)
         if self.progress:
             tqdm.write(
                 f"step {self.step}: return {record['return_mean']:.1f} "
@@ -330,21 +330,18 @@ def _without_steps(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "steps"}
 
 
-def train_behavior(
-    bc: BehaviorConfig, out: str | Path, resume: bool = False, progress: bool = True
-) -> dict:
-    """Train (or resume) one behaviour agent into run directory `out`."""
-    bc.check()
-    out = Path(out)
+def open_run_dir(config: dict, out: Path, resume: bool) -> None:
+    """Check `out` against the run to start or resume and write its config.json: a new run
+    needs an empty directory; a resumed one the same configuration, only more steps."""
     config_path = out / CONFIG_FILE
     if resume and config_path.exists():
         saved = json.loads(config_path.read_text())
-        if _without_steps(saved) != _without_steps(json.loads(json.dumps(dataclasses.asdict(bc)))):
+        if _without_steps(saved) != _without_steps(json.loads(json.dumps(config))):
             raise ConfigError(
                 f"{config_path}: the run to resume has a different configuration "
                 "(only --steps may change)"
             )
-        if bc.steps < saved["steps"]:
+        if config["steps"] < saved["steps"]:
             raise ConfigError(
                 f"{config_path}: cannot resume with fewer steps than {saved['steps']}"
             )
@@ -353,7 +350,16 @@ def train_behavior(
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: run directory exists and is not empty; pass --resume")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(config_path, dataclasses.asdict(bc))
+    atomic_write_json(config_path, config)
+
+
+def train_behavior(
+    bc: BehaviorConfig, out: str | Path, resume: bool = False, progress: bool = True
+) -> dict:
+    """Train (or resume) one behaviour agent into run directory `out`."""
+    bc.check()
+    out = Path(out)
+    open_run_dir(dataclasses.asdict(bc), out, resume)
     run = _OnlineRun(bc, out, progress)
     if resume:
         run.resume()

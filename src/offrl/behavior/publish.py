@@ -68,7 +68,7 @@ def publish(
     }
     obs_space, act_space = env_spaces(env.env_id)
     agent["obs_dim"], agent["act_dim"] = int(obs_space.shape[0]), int(act_space.shape[0])
-    copy = lambda step: _copy(run_dir, step, policy_dir, f"{slug}/{role}")  # noqa: E731
+    copy = lambda step: copy_snapshot(run_dir, step, policy_dir, f"{slug}/{role}")  # noqa: E731
 
     if role == recipes.SAC:
         expert = max(snapshots, key=lambda s: s["explore_return_mean"])
@@ -111,7 +111,7 @@ def publish(
     return agent
 
 
-def _copy(run_dir: Path, step: int, policy_dir: Path, sub: str) -> str:
+def copy_snapshot(run_dir: Path, step: int, policy_dir: Path, sub: str) -> str:
     source = snapshot_path(run_dir, step)
     if not source.exists():
         raise ConfigError(f"{source}: snapshot missing")

@@ -5,14 +5,23 @@ episodes start) is reset with a seed derived from (seed, k), so a collection is 
 of (policy, seed). Rows are written into preallocated arrays as they come and ordered by
 episode at the end; the first `transitions` rows are kept and an episode cut by that limit
 ends in a timeout (its value still bootstraps), as D4RL cuts its 1M-transition files.
+
+Discrete action spaces: actions are stored (N, 1) int64 indices. `episode_epsilon(k)` makes
+the policy ε-greedy with an ε fixed per episode (the discrete BCQ benchmark's noisy
+snapshot): at every step of episode k, with probability ε(k) a uniformly random action
+replaces the policy's (the random one may be the policy's own, DQN's convention).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import gymnasium as gym
 import numpy as np
 
 from offrl.behavior.online import episode_seed
-from offrl.envs.rollout import BatchPolicy, make_env
+from offrl.envs.rollout import BatchPolicy, env_actions, make_env
+from offrl.errors import OffrlError
 
 
 def collect(
@@ -22,16 +31,22 @@ def collect(
     seed: int,
     num_envs: int = 16,
     rng: np.random.Generator | None = None,
+    episode_epsilon: Callable[[int], float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Dataset columns of exactly `transitions` rows, episode by episode."""
     rng = rng or np.random.default_rng(seed)
     envs = [make_env(env_id) for _ in range(num_envs)]
+    space = envs[0].action_space
+    discrete = isinstance(space, gym.spaces.Discrete)
+    if episode_epsilon is not None and not discrete:
+        raise OffrlError(f"{env_id}: per-episode ε-greedy needs a Discrete action space")
     max_steps = envs[0].spec.max_episode_steps or 1000
     capacity = transitions + num_envs * max_steps  # every episode running at the stop finishes
-    obs_dim, act_dim = envs[0].observation_space.shape[0], envs[0].action_space.shape[0]
+    obs_dim = envs[0].observation_space.shape[0]
+    act_dim, act_dtype = (1, np.int64) if discrete else (space.shape[0], np.float32)
     cols = {
         "observations": np.zeros((capacity, obs_dim), np.float32),
-        "actions": np.zeros((capacity, act_dim), np.float32),
+        "actions": np.zeros((capacity, act_dim), act_dtype),
         "rewards": np.zeros(capacity, np.float32),
         "next_observations": np.zeros((capacity, obs_dim), np.float32),
         "terminals": np.zeros(capacity, bool),
@@ -46,7 +61,11 @@ def collect(
     active = np.ones(num_envs, bool)
     length = np.zeros(num_envs, np.int64)  # rows of each environment's current episode
     while active.any():
-        actions = np.asarray(policy(obs, rng), np.float32)
+        actions = env_actions(policy(obs, rng), space, num_envs)
+        if episode_epsilon is not None:
+            epsilon = np.array([episode_epsilon(k) for k in episode_ids])
+            explore = rng.random(num_envs) < epsilon
+            actions = np.where(explore, rng.integers(0, space.n, num_envs), actions)
         for i in np.flatnonzero(active):
             next_obs, rew, term, trunc, _ = envs[i].step(actions[i])
             cols["observations"][rows] = obs[i]
