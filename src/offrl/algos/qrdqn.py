@@ -109,8 +109,8 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
 
 
 def quantile_midpoints(num_quantiles: int) -> jnp.ndarray:
-    """τ̂_i = (2i - 1) / (2N), i = 1..N: the quantile levels whose W1 projection the paper's
-    Lemma 2 shows the quantile regression targets."""
+    """τ̂_i = (2i - 1) / (2N), i = 1..N: the levels at which N quantiles are the distribution's
+    best W1 approximation (the paper's Lemma 2)."""
     return (jnp.arange(num_quantiles, dtype=jnp.float32) + 0.5) / num_quantiles
 
 
@@ -120,7 +120,7 @@ def quantile_huber_loss(quantiles: jnp.ndarray, targets: jnp.ndarray, kappa: flo
     u_ij = targets_j - quantiles_i (paper eq. 10). quantiles (..., N) at levels τ̂_i =
     quantile_midpoints(N), targets (..., M) samples of the target distribution -> (...).
     The sum over i makes each quantile's gradient independent of N; the mean over j averages
-    the target samples. Differentiable in both inputs (callers stop the targets' gradient)."""
+    the target samples. First-order differentiable in both inputs (callers stop the targets')."""
     return _quantile_huber_forward(quantiles, targets, kappa)[0]
 
 
