@@ -114,6 +114,16 @@ def check_target_update(cfg) -> None:
         raise ValueError(f"target_tau must be in (0, 1], got {cfg.target_tau}")
 
 
+def q_and_classifier(cfg, spec: Spec, key: jax.Array) -> tuple[TrainState, TrainState]:
+    """A Q network and a behaviour classifier of the same shape (logits over the n actions),
+    each with its own Adam: discrete BCQ's G_ω and SPIBB's π̂_b."""
+    k_q, k_g = jax.random.split(key)
+    net = DiscreteQNet(cfg.hidden, spec.num_actions)
+    obs = jnp.zeros((1, spec.obs_dim))
+    tx = adam(cfg.lr, eps=cfg.adam_eps)
+    return make_model(net, k_q, (obs,), tx), make_model(net, k_g, (obs,), tx)
+
+
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     if not 0.0 <= cfg.threshold < 1.0:
         # τ >= 1 would forbid even the most likely action (its ratio is exactly 1)
@@ -121,12 +131,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     if cfg.logit_l2 < 0:
         raise ValueError(f"logit_l2 must be >= 0, got {cfg.logit_l2}")
     check_target_update(cfg)
-    k_q, k_g = jax.random.split(key)
-    net = DiscreteQNet(cfg.hidden, spec.num_actions)
-    obs = jnp.zeros((1, spec.obs_dim))
-    tx = adam(cfg.lr, eps=cfg.adam_eps)
-    q = make_model(net, k_q, (obs,), tx)
-    imitation = make_model(net, k_g, (obs,), tx)
+    q, imitation = q_and_classifier(cfg, spec, key)
     return State(
         q=q,
         target_q=q.params,

@@ -61,6 +61,7 @@ from offrl.algos.bcq_discrete import (
     check_target_update,
     imitation_loss,
     masked_greedy,
+    q_and_classifier,
     update_target,
 )
 from offrl.core import (
@@ -68,13 +69,10 @@ from offrl.core import (
     Metrics,
     Spec,
     action_values,
-    adam,
     gradient_step,
-    make_model,
     td_target,
 )
 from offrl.data.transforms import Transforms
-from offrl.nets.discrete import DiscreteQNet
 
 __all__ = [
     "Config",
@@ -126,12 +124,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     if cfg.logit_l2 < 0:
         raise ValueError(f"logit_l2 must be >= 0, got {cfg.logit_l2}")
     check_target_update(cfg)
-    k_q, k_b = jax.random.split(key)
-    net = DiscreteQNet(cfg.hidden, spec.num_actions)
-    obs = jnp.zeros((1, spec.obs_dim))
-    tx = adam(cfg.lr, eps=cfg.adam_eps)
-    q = make_model(net, k_q, (obs,), tx)
-    behaviour = make_model(net, k_b, (obs,), tx)
+    q, behaviour = q_and_classifier(cfg, spec, key)
     return State(
         q=q,
         target_q=q.params,
