@@ -9,7 +9,6 @@ import flax.serialization
 import numpy as np
 import pytest
 
-from offrl.behavior.__main__ import main
 from offrl.behavior.online import read_jsonl
 from offrl.behavior.online_dqn import (
     DQNBehaviorConfig,
@@ -20,6 +19,7 @@ from offrl.behavior.online_dqn import (
     replay_of,
     train_dqn_behavior,
 )
+from offrl.cli import main
 from offrl.errors import ConfigError
 
 SMALL = {"hidden": (16, 16), "batch_size": 32}
@@ -184,23 +184,25 @@ def exit_status(argv: list[str]) -> int:
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train-dqn", "CartPole-v1", "--set", "nope=1"], "unknown config field"),
-        (["train-dqn", "NoSuchEnv-v0", "--steps", "10"], "NoSuchEnv-v0"),
-        (["train-dqn", "Pendulum-v1", "--steps", "10"], "Discrete action space"),
-        (["train-dqn", "CartPole-v1", "--start-steps", "75"], "multiples"),
-        (["train-dqn", "CartPole-v1", "--algo", "sac"], "invalid choice"),
-        (["publish-dqn", "x", "--env", "moon"], "moon"),
+        (["behavior", "train", "CartPole-v1", "--set", "nope=1"], "unknown config field"),
+        (["behavior", "train", "NoSuchEnv-v0", "--steps", "10"], "NoSuchEnv-v0"),
+        (["behavior", "train", "Pendulum-v1", "--algo", "dqn", "--steps", "10"], "Discrete action"),
+        (["behavior", "train", "CartPole-v1", "--start-steps", "75"], "multiples"),
+        (["behavior", "train", "CartPole-v1", "--algo", "sac"], "continuous (Box) action"),
+        (["behavior", "train", "CartPole-v1", "--algo", "bc"], "invalid choice"),
+        (["behavior", "publish", "x", "--env", "cartpole", "--role", "qr"], "invalid choice"),
+        (["behavior", "publish", "x", "--env", "moon", "--role", "dqn"], "moon"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(argv, message, tmp_path, capsys):
-    argv = [*argv, "--out", str(tmp_path / "r")] if argv[0] == "train-dqn" else argv
+    argv = [*argv, "--out", str(tmp_path / "r")] if argv[1] == "train" else argv
     assert exit_status(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("offrl: error:") and message in err and "\n" not in err
 
 
 def test_cli_trains_and_resumes(tmp_path, capsys):
-    argv = ["train-dqn", "CartPole-v1", "--steps", "100", "--start-steps", "50",
+    argv = ["behavior", "train", "CartPole-v1", "--steps", "100", "--start-steps", "50",
             "--snapshot-every", "100", "--set", "hidden=16,16", "--set", "batch_size=32",
             "--out", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
     assert main(argv) == 0
@@ -212,6 +214,7 @@ def test_cli_trains_and_resumes(tmp_path, capsys):
     assert main(longer) == 0
     assert "150 steps" in capsys.readouterr().out
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["algo"] == "dqn"  # the default for a Discrete action space
     assert saved["algo_config"] == {"lr": 1e-3, "target_update_period": 100} | {
         "hidden": "16,16",
         "batch_size": "32",

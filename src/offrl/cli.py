@@ -14,6 +14,8 @@ from pathlib import Path
 from offrl.errors import OffrlError
 
 DEMO_ALGO, DEMO_DATASET, DEMO_STEPS = "td3_bc", "pendulum-medium-expert", 10_000
+CONTINUOUS_BEHAVIOR, DISCRETE_BEHAVIOR = ("sac", "td3", "ddpg"), ("dqn", "ddqn")
+DQN_ROLE = "dqn"  # the discrete recipes' behaviour agent (recipes.discrete.DQN)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,9 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     behavior_sub = behavior.add_subparsers(
         dest="behavior_command", required=True, parser_class=_Parser
     )
-    btrain = behavior_sub.add_parser("train", help="train SAC/TD3/DDPG online in ENV")
-    btrain.add_argument("env", help="gymnasium id, e.g. Hopper-v5")
-    btrain.add_argument("--algo", choices=("sac", "td3", "ddpg"), default="sac")
+    btrain = behavior_sub.add_parser(
+        "train", help="train SAC/TD3/DDPG (Box actions) or DQN/DDQN (Discrete) online in ENV"
+    )
+    btrain.add_argument("env", help="gymnasium id, e.g. Hopper-v5, CartPole-v1")
+    btrain.add_argument(
+        "--algo",
+        choices=CONTINUOUS_BEHAVIOR + DISCRETE_BEHAVIOR,
+        help="default: sac in a Box-action ENV, dqn in a Discrete one",
+    )
     btrain.add_argument("--steps", type=int, help="environment steps (default: per environment)")
     btrain.add_argument("--seed", type=int, default=0)
     btrain.add_argument("--start-steps", type=int, help="uniform random actions first")
@@ -95,9 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pub.add_argument("run_dir", type=Path)
     pub.add_argument("--env", required=True, help="recipe environment, e.g. hopper")
-    pub.add_argument("--role", default="sac", choices=("sac", "ddpg-noise0.5", "ddpg-noise0.1"))
+    pub.add_argument(
+        "--role", default="sac", choices=("sac", "ddpg-noise0.5", "ddpg-noise0.1", DQN_ROLE)
+    )
     pub.add_argument("--replay-every", type=int, help="steps between replay snapshots")
     pub.add_argument("--episodes", type=int, default=100, help="episodes per measured return")
+    pub.add_argument(
+        "--noisy-fraction",
+        type=float,
+        default=0.5,
+        help="role dqn: the noisy snapshot's return is this far from random to expert",
+    )
 
     bench = sub.add_parser("bench", help="benchmark sweeps on Ray: run, table, plot, report")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
@@ -248,37 +264,57 @@ def _print_recipes(rows: list[dict]) -> None:
 def cmd_behavior(args) -> None:
     if args.behavior_command == "publish":
         return _publish(args)
-    from offrl.behavior.online import default_config, train_behavior
     from offrl.training import make_algo_config, parse_overrides
 
+    algo = args.algo or _default_behavior_algo(args.env)
     overrides = parse_overrides(args.set)
-    make_algo_config(args.algo, overrides)  # unknown or mistyped fields fail here, before a run
+    make_algo_config(algo, overrides)  # unknown or mistyped fields fail here, before a run
+    if algo in DISCRETE_BEHAVIOR:
+        from offrl.behavior.online_dqn import default_config
+        from offrl.behavior.online_dqn import train_dqn_behavior as train
+    else:
+        from offrl.behavior.online import default_config
+        from offrl.behavior.online import train_behavior as train
     bc = default_config(
         args.env,
-        algo=args.algo,
+        algo=algo,
         steps=args.steps,
         seed=args.seed,
         start_steps=args.start_steps,
         snapshot_every=args.snapshot_every,
         checkpoint_every=args.checkpoint_every,
-        algo_config=overrides,
+        algo_config=overrides or None,
     )
-    out = args.out or Path("runs/behavior") / f"{args.env}-{args.algo}-seed{args.seed}"
-    summary = train_behavior(bc, out, resume=args.resume, progress=not args.no_progress)
+    slug = args.env.replace("/", "-")
+    out = args.out or Path("runs/behavior") / f"{slug}-{algo}-seed{args.seed}"
+    summary = train(bc, out, resume=args.resume, progress=not args.no_progress)
     last = summary["snapshots"][-1] if summary["snapshots"] else {}
     print(
-        f"{args.env} {args.algo}: {summary['steps']} steps, "
-        f"{summary['steps_per_second']:.0f} steps/s; last snapshot return "
-        f"{last.get('return_mean', float('nan')):.1f}; run directory {out}"
+        f"{args.env} {algo}: {summary['steps']} steps, {summary['steps_per_second']:.0f} "
+        "steps/s; last snapshot "
+        f"return {last.get('return_mean', float('nan')):.1f}; run directory {out}"
     )
+
+
+def _default_behavior_algo(env_id: str) -> str:
+    """sac for a Box action space, dqn for a Discrete one (an unknown id fails here)."""
+    import gymnasium as gym
+
+    from offrl.envs.rollout import env_spaces
+
+    discrete = isinstance(env_spaces(env_id)[1], gym.spaces.Discrete)
+    return DISCRETE_BEHAVIOR[0] if discrete else CONTINUOUS_BEHAVIOR[0]
 
 
 def _publish(args) -> None:
-    from offrl.behavior.publish import publish
     from offrl.data import recipes
 
     if args.env not in recipes.ENVS:
         raise OffrlError(f"--env {args.env!r}: choose one of {', '.join(recipes.ENVS)}")
+    if args.role == DQN_ROLE:
+        return _publish_dqn(args)
+    from offrl.behavior.publish import publish
+
     agent = publish(args.run_dir, args.env, args.role, args.replay_every, args.episodes)
     for label, snap in agent["snapshots"].items():
         ret = snap["return"]
@@ -288,6 +324,21 @@ def _publish(args) -> None:
         )
     replay = agent["replay"]
     print(f"replay: {len(replay['files'])} snapshots up to step {replay['until']}")
+
+
+def _publish_dqn(args) -> None:
+    from offrl.behavior.publish_dqn import publish_dqn
+
+    entry = publish_dqn(args.run_dir, args.env, args.episodes, args.noisy_fraction)
+    agent = entry["agents"][DQN_ROLE]
+    for label, snap in agent["snapshots"].items():
+        ret = snap["return"]
+        print(
+            f"{args.env} {label}: step {snap['step']}, return {ret['mean']:.1f} ± "
+            f"{ret['std']:.1f} at ε = {snap['epsilon']} over {ret['episodes']} episodes"
+        )
+    r, steps = entry["random_return"], agent["replay"]["steps"]
+    print(f"{args.env} random: {r['mean']:.1f} ± {r['std']:.1f}; replay {steps} steps")
 
 
 def cmd_bench(args) -> int:
