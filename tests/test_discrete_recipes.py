@@ -139,6 +139,22 @@ def test_replay_recipe_is_the_logged_replay_made_again(cartpole, cartpole_run, m
     assert not ds.metadata["parts"][0]["matches_published_replay"]
 
 
+def test_replay_recipe_reads_the_published_run_directory(cartpole, cartpole_run, monkeypatch):
+    made_again = recipes.generate("cartpole-replay")
+    monkeypatch.setattr(online_dqn, "replay_of", None)  # reading must not train again
+    read = recipes.generate("cartpole-replay", replay_run=cartpole_run)
+    for column in discrete.REPLAY_COLUMNS:
+        np.testing.assert_array_equal(getattr(read, column), getattr(made_again, column))
+    assert read.metadata["parts"][0]["matches_published_replay"]
+    # Another run's directory is refused, naming it; so is a replay run for another kind.
+    agent = recipes.manifest()["cartpole"]["agents"]["dqn"]
+    monkeypatch.setitem(agent["replay"], "sha256", "0" * 64)
+    with pytest.raises(ConfigError, match=f"{cartpole_run}: its replay .* is not the published"):
+        recipes.generate("cartpole-replay", replay_run=cartpole_run)
+    with pytest.raises(ConfigError, match="cartpole-expert: a replay run directory"):
+        recipes.generate("cartpole-expert", replay_run=cartpole_run)
+
+
 def test_cached_discrete_recipe_loads_in_minari(cartpole, monkeypatch):
     minari = pytest.importorskip("minari")
     ds = recipes.load("cartpole-expert")

@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     make = data_sub.add_parser("make", help="generate recipe datasets into the cache")
     make.add_argument("names", nargs="+", help="recipe names, e.g. hopper-medium")
     make.add_argument("--overwrite", action="store_true", help="regenerate a cached dataset")
+    make.add_argument(
+        "--replay-run",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a DQN *-replay recipe: read the published training run's directory, not re-run it",
+    )
 
     behavior = sub.add_parser("behavior", help="online behaviour agents that make the datasets")
     behavior_sub = behavior.add_subparsers(
@@ -237,7 +243,7 @@ def cmd_data(args) -> None:
                 print(f"{name}: already cached at {recipes.cache_path(name)} (--overwrite remakes)")
                 continue
             stale = recipes.cache_path(name).exists()  # made from other policies, or partial
-            path, seconds = recipes.make(name, overwrite=args.overwrite or stale)
+            path, seconds = recipes.make(name, args.overwrite or stale, args.replay_run)
             print(f"{name}: made in {seconds:.1f} s at {path}")
         return
     info = load_dataset(args.source).info()

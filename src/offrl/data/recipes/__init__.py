@@ -55,7 +55,7 @@ from filelock import FileLock
 from offrl.data.dataset import Dataset
 from offrl.data.recipes import discrete
 from offrl.envs.rollout import BatchPolicy
-from offrl.errors import DataError
+from offrl.errors import ConfigError, DataError
 
 POLICY_DIR = Path(__file__).parent / "policies"
 D4RL_KINDS = ("random", "medium", "medium-replay", "expert", "medium-expert")
@@ -218,12 +218,13 @@ def _read_cached(name: str) -> Dataset:
     return dataset
 
 
-def make(name: str, overwrite: bool = False) -> tuple[Path, float]:
-    """Generate `name` into the cache; returns (path, seconds spent generating)."""
+def make(name: str, overwrite: bool = False, replay_run: Path | None = None) -> tuple[Path, float]:
+    """Generate `name` into the cache; returns (path, seconds spent generating). `replay_run`:
+    a discrete `*-replay` recipe's published training run, read instead of re-run."""
     from offrl.data import io
 
     started = time.perf_counter()
-    dataset = generate(name)
+    dataset = generate(name, replay_run)
     seconds = time.perf_counter() - started
     summary = {
         "generation_seconds": round(seconds, 1),
@@ -283,13 +284,17 @@ def _behaviour_return(entry: dict, kind: str) -> str:
 # --------------------------------------------------------------------------- generation
 
 
-def generate(name: str) -> Dataset:
+def generate(name: str, replay_run: Path | None = None) -> Dataset:
     """Make the named dataset from its committed behaviour policies (deterministic)."""
     env, kind = split_name(name)
+    if replay_run is not None and not (kind == "replay" and DQN in manifest()[env.slug]["agents"]):
+        raise ConfigError(
+            f"{name}: a replay run directory is read only by the DQN *-replay recipes"
+        )
     if kind == "medium-expert":  # the two datasets themselves, from the cache when there
         parts = [_part(f"{env.slug}-{k}") for k in ("medium", "expert")]
     else:
-        parts = [_generate(env, kind)]
+        parts = [_generate(env, kind, replay_run)]
     low, high = reference_returns(env.slug)
     meta = {"recipe": name, "parts": [p.metadata for p in parts]}
     return Dataset.concatenate(parts, name=name, ref_min_score=low, ref_max_score=high).replace(
@@ -304,13 +309,13 @@ def _part(name: str) -> Dataset:
     return ds.replace(name="", ref_min_score=None, ref_max_score=None, metadata=meta)
 
 
-def _generate(env: EnvRecipe, kind: str) -> Dataset:
+def _generate(env: EnvRecipe, kind: str, replay_run: Path | None) -> Dataset:
     from offrl.data.recipes.collect import collect
 
     seed = KIND_SEEDS[kind]
     agents = manifest()[env.slug]["agents"]
     if DQN in agents:
-        return discrete.generate(env.env_id, kind, env.transitions, agents[DQN], seed)
+        return discrete.generate(env.env_id, kind, env.transitions, agents[DQN], seed, replay_run)
     if kind in ("medium-replay", "final-buffer", "concurrent"):
         agent = agents[
             {"medium-replay": SAC, "final-buffer": DDPG_FINAL}.get(kind, DDPG_CONCURRENT)

@@ -30,6 +30,7 @@ import numpy as np
 
 from offrl.data.dataset import Dataset
 from offrl.envs.rollout import BatchPolicy
+from offrl.errors import ConfigError
 
 DQN = "dqn"  # the manifest role of a discrete environment's behaviour agent
 KINDS = ("random", "noisy-snapshot", "replay", "expert")
@@ -79,12 +80,15 @@ def greedy_policy(agent: dict, path: Path) -> BatchPolicy:
     return jax_policy(algo, cfg, load_q(path, state), deterministic=True)
 
 
-def generate(env_id: str, kind: str, transitions: int, agent: dict, seed: int) -> Dataset:
-    """One discrete recipe's dataset (no references; the caller adds them)."""
+def generate(
+    env_id: str, kind: str, transitions: int, agent: dict, seed: int, replay_run: Path | None
+) -> Dataset:
+    """One discrete recipe's dataset (no references; the caller adds them). `replay_run`: the
+    published training run's directory, read instead of re-running the training."""
     from offrl.data.recipes.collect import collect
 
     if kind == "replay":  # seeded by the training run's own seed
-        cols, meta = _replay(agent)
+        cols, meta = _replay(agent) if replay_run is None else _replay_from_run(agent, replay_run)
     elif kind == "random":
         cols = collect(env_id, uniform_discrete_policy(agent["num_actions"]), transitions, seed)
         meta = {"seed": seed, "policy": "uniform"}
@@ -136,6 +140,23 @@ def _replay(agent: dict) -> tuple[dict[str, np.ndarray], dict]:
         )
     meta = {"agent": agent["name"], "run_seed": agent["seed"], "replay_sha256": digest}
     meta["matches_published_replay"] = matches
+    return {k: cols[k] for k in REPLAY_COLUMNS}, meta
+
+
+def _replay_from_run(agent: dict, run_dir: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The replay logged in the published run's own directory (minutes to read where
+    re-running the training takes as long as the training did), checked to be that run's."""
+    from offrl.behavior.online_dqn import read_replay, replay_digest
+
+    cols = read_replay(run_dir)
+    digest = replay_digest(cols)
+    if digest != agent["replay"]["sha256"]:
+        raise ConfigError(
+            f"{run_dir}: its replay (sha256 {digest[:12]}...) is not the published "
+            f"{agent['run_config']['env_id']} run's ({agent['replay']['sha256'][:12]}...)"
+        )
+    meta = {"agent": agent["name"], "run_seed": agent["seed"], "replay_sha256": digest}
+    meta["matches_published_replay"] = True
     return {k: cols[k] for k in REPLAY_COLUMNS}, meta
 
 
