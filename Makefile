@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 # Long learning tests (marked slow), not run by CI.
 test-slow: setup

@@ -30,7 +30,17 @@ import json
 
 import matplotlib.pyplot as plt
 import numpy as np
-from experiments import FIGURES, common_args, markdown_table, mean_std, records, run, save, select
+from experiments import (
+    FIGURES,
+    common_args,
+    last_values,
+    markdown_table,
+    mean_std,
+    records,
+    run,
+    save,
+    select,
+)
 
 from offrl.data import recipes
 from offrl.data.recipes.discrete import DQN
@@ -81,6 +91,25 @@ def final_returns(results, dataset: str, label: str) -> list[float]:
     return [float(s["final_return"]) for s in summaries]
 
 
+def final_q(results, dataset: str, label: str) -> list[float]:
+    """Each seed's mean Q(s, a) over its last training minibatches (the `q_mean` metric)."""
+    values = [last_values([r], "train", "q_mean") for r in records(results, dataset, label)]
+    return [v[0] for v in values if v]
+
+
+def data_return_to_go(dataset: str, discount: float = 0.99) -> float:
+    """The data's mean discounted return-to-go over its transitions: where a Q-learner's
+    Q(s, a) on the data should be, give or take the policy improvement."""
+    ds = recipes.load(dataset)
+    to_go = np.zeros(len(ds))
+    for start, end in zip(ds.episode_starts, ds.episode_ends):
+        running = 0.0
+        for t in range(end, start - 1, -1):
+            running = ds.rewards[t] + discount * running
+            to_go[t] = running
+    return float(to_go.mean())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common_args(__doc__.splitlines()[0], "runs/exp/discrete_table", 20_000, 3)
     parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
@@ -115,6 +144,17 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(mean_std(values) + (" *" if values and np.mean(values) > ref else ""))
         rows.append([d, f"{refs[d]['data']:.1f}", f"{ref:.1f}", *cells])
     print(markdown_table(["dataset", "data", "reference", *results.labels], rows))
+    print(
+        "\nQ(s, a) on the training minibatches at the end of training, mean ± std over seeds, "
+        "against the data's mean discounted return-to-go (γ = 0.99): far above it, Q diverged\n"
+    )
+    q_rows = [
+        [d, f"{data_return_to_go(d):.1f}"]
+        + [mean_std(final_q(results, d, lab)) for lab in results.labels if lab != "bc"]
+        for d in args.datasets
+    ]
+    q_labels = [lab for lab in results.labels if lab != "bc"]
+    print(markdown_table(["dataset", "data return-to-go", *q_labels], q_rows))
     for kind in KINDS:
         of_kind = [d for d in args.datasets if d.endswith(kind)]
         winners = [
