@@ -1,10 +1,16 @@
-"""Synthetic data for tests."""
+"""Synthetic data for tests, and the constant networks of the discrete algorithms' tests."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import jax
 import numpy as np
 
+from offrl import core
 from offrl.data.dataset import Dataset
+from offrl.data.transforms import make_transforms
 
 
 def random_dataset(
@@ -47,3 +53,59 @@ def random_discrete_dataset(
         env_id="CartPole-v1" if (obs_dim, num_actions) == (4, 2) else None,
         num_actions=num_actions,
     )
+
+
+# --------------------------------------------------------------------------- discrete algorithms
+
+
+def discrete_state(algo, cfg, obs_dim: int, num_actions: int) -> Any:
+    """`algo.init` with key 0 on the spec of `random_discrete_dataset` (observations
+    standardized)."""
+    ds = random_discrete_dataset(obs_dim=obs_dim, num_actions=num_actions)
+    tf = make_transforms(ds, normalize_obs=True)
+    return algo.init(cfg, core.spec_from_dataset(ds, tf), jax.random.key(0))
+
+
+def data_batch(state, obs_dim: int, num_actions: int, size: int = 16) -> core.Batch:
+    """The first `size` transitions of `random_discrete_dataset`, transformed by the state's
+    transforms: a real batch for update steps."""
+    ds = random_discrete_dataset(obs_dim=obs_dim, num_actions=num_actions)
+    return jax.tree_util.tree_map(lambda x: x[:size], core.to_device(ds, state.tf))
+
+
+def hand_batch(actions: Sequence[int], obs_dim: int) -> core.Batch:
+    """Two transitions at zero observations: actions[0] with reward 1, not terminal;
+    actions[1] with reward 0, ending in a terminal."""
+    z = np.zeros((2, obs_dim), np.float32)
+    return core.Batch(
+        obs=z,
+        act=np.asarray(actions, np.int32),
+        rew=np.array([1.0, 0.0], np.float32),
+        next_obs=z,
+        done=np.array([0.0, 1.0], np.float32),
+    )
+
+
+def constant_output(params: dict, out_bias: Sequence[float]) -> dict:
+    """A DiscreteQNet's parameters made constant: every weight and bias 0 but the output
+    layer's bias, so the network outputs `out_bias` for every input (laid out as the output
+    layer: action-major, then heads or quantiles)."""
+    zeros = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, np.float32), params)
+    layers = zeros["params"]["MLP_0"]
+    output = max((k for k in layers if k.startswith("Dense_")), key=lambda k: int(k[6:]))
+    layers[output]["bias"] = np.asarray(out_bias, np.float32)
+    return zeros
+
+
+def with_constant_q(state, online: Sequence[float], target: Sequence[float]):
+    """The state with Q(s, ·) = online and Q'(s, ·) = target at every s (`constant_output`)."""
+    return state.replace(
+        q=state.q.replace(params=constant_output(state.q.params, online)),
+        target_q=constant_output(state.target_q, target),
+    )
+
+
+def same_tree(a, b) -> bool:
+    """Every leaf of `a` equal to the matching leaf of `b`."""
+    leaves = jax.tree_util.tree_leaves
+    return all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b), strict=True))

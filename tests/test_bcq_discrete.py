@@ -11,11 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import random_discrete_dataset
+from helpers import constant_output, data_batch, discrete_state, hand_batch, with_constant_q
 
 from offrl import algos, core
 from offrl.algos import bcq_discrete
-from offrl.data.transforms import make_transforms
 
 OBS_DIM, NUM_ACTIONS, HIDDEN = 3, 3, (8, 8)
 OUT = f"Dense_{len(HIDDEN)}"  # the output layer of the MLP
@@ -34,18 +33,9 @@ def config(**overrides) -> bcq_discrete.Config:
     return bcq_discrete.Config(hidden=HIDDEN, batch_size=16, **overrides)
 
 
-def constant(params, out_bias):
-    """Every weight and bias 0 but the output bias: the network outputs out_bias everywhere."""
-    zeros = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, np.float32), params)
-    zeros["params"]["MLP_0"][OUT]["bias"] = np.asarray(out_bias, np.float32)
-    return zeros
-
-
 @pytest.fixture(scope="module")
 def state():
-    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
-    tf = make_transforms(ds, normalize_obs=True)
-    return bcq_discrete.init(config(), core.spec_from_dataset(ds, tf), jax.random.key(0))
+    return discrete_state(bcq_discrete, config(), OBS_DIM, NUM_ACTIONS)
 
 
 # G(·|s) = [0.6, 0.1, 0.3]: ratios to the max [1, 1/6, 1/2]; τ = 0.3 forbids action 1.
@@ -53,25 +43,14 @@ BEHAVIOUR = [0.6, 0.1, 0.3]
 LOGITS = [math.log(p) for p in BEHAVIOUR]
 ONLINE = [1.0, 2.0, 0.5]  # Q(s, ·): unconstrained argmax 1, constrained argmax 0
 TARGET = [4.0, 10.0, 3.0]  # Q'(s', ·)
+# Action 0 with reward 1 (not terminal); action 2 with reward 0 ending in a terminal.
+BATCH = hand_batch((0, 2), OBS_DIM)
 
 
 def with_networks(state):
-    return state.replace(
-        q=state.q.replace(params=constant(state.q.params, ONLINE)),
-        target_q=constant(state.target_q, TARGET),
-        imitation=state.imitation.replace(params=constant(state.imitation.params, LOGITS)),
-    )
-
-
-def hand_batch() -> core.Batch:
-    """Action 0 with reward 1 (not terminal); action 2 with reward 0 ending in a terminal."""
-    z = np.zeros((2, OBS_DIM), np.float32)
-    return core.Batch(
-        obs=z,
-        act=np.array([0, 2], np.int32),
-        rew=np.array([1.0, 0.0], np.float32),
-        next_obs=z,
-        done=np.array([0.0, 1.0], np.float32),
+    s = with_constant_q(state, ONLINE, TARGET)
+    return s.replace(
+        imitation=s.imitation.replace(params=constant_output(s.imitation.params, LOGITS))
     )
 
 
@@ -91,7 +70,7 @@ def test_q_loss_constrained_target_by_hand(state):
     # allowed(s') = {0, 2}; a' = argmax of Q(s', ·) over them = 0 (Q = 1 > 0.5), not 1
     # y = [1 + 0.99 · Q'(s', 0), 0] = [1 + 0.99 · 4, 0] = [4.96, 0]
     # Q(s, a) = [1.0, 0.5]: residuals [-3.96, 0.5] -> Huber [3.96 - 0.5, 0.5² / 2] = [3.46, 0.125]
-    loss, m = q_loss(s.q.params, s, hand_batch(), config())
+    loss, m = q_loss(s.q.params, s, BATCH, config())
     assert float(loss) == pytest.approx((3.46 + 0.125) / 2, rel=1e-6)
     assert float(m["target_mean"]) == pytest.approx(4.96 / 2, rel=1e-6)
     assert float(m["q_mean"]) == pytest.approx(0.75)
@@ -102,15 +81,15 @@ def test_zero_threshold_is_double_dqn(state):
     s = with_networks(state)
     # every action allowed: a' = 1, Q'(s', 1) = 10; y = [1 + 9.9, 0] = [10.9, 0]
     # residuals [-9.9, 0.5] -> Huber [9.4, 0.125]
-    loss, m = q_loss(s.q.params, s, hand_batch(), config(threshold=0.0))
+    loss, m = q_loss(s.q.params, s, BATCH, config(threshold=0.0))
     assert float(loss) == pytest.approx((9.4 + 0.125) / 2, rel=1e-6)
     assert float(m["allowed_fraction"]) == 1.0
 
 
 def test_imitation_loss_and_gradient_by_hand(state):
-    params = constant(state.imitation.params, LOGITS)
+    params = constant_output(state.imitation.params, LOGITS)
     apply_fn = state.imitation.apply_fn
-    loss, m = imitation_loss(params, apply_fn, hand_batch(), 0.01)
+    loss, m = imitation_loss(params, apply_fn, BATCH, 0.01)
     cross_entropy = -(math.log(0.6) + math.log(0.3)) / 2  # data actions 0 and 2
     l2 = sum(g * g for g in LOGITS) / 3  # the same logits at both states
     assert float(m["imitation_loss"]) == pytest.approx(cross_entropy, rel=1e-6)
@@ -118,14 +97,14 @@ def test_imitation_loss_and_gradient_by_hand(state):
     assert float(m["imitation_accuracy"]) == 0.5  # argmax 0: right for the first only
     # d/db_k: mean over the batch of (G_k - 1{a = k}) + λ · 2 g_k / n
     #       = [0.6 - 0.5, 0.1 - 0, 0.3 - 0.5] + 0.01 · 2 / 3 · g
-    grads = imitation_grad(params, apply_fn, hand_batch(), 0.01)
+    grads = imitation_grad(params, apply_fn, BATCH, 0.01)
     expected = np.array([0.1, 0.1, -0.2]) + 0.02 / 3 * np.array(LOGITS)
     np.testing.assert_allclose(grads["params"]["MLP_0"][OUT]["bias"], expected, rtol=1e-5)
 
 
 def test_update_uses_the_imitation_model_before_its_step(state):
     s = with_networks(state)
-    batch = hand_batch()
+    batch = BATCH
     before, _ = q_loss(s.q.params, s, batch, config())
     new, metrics = update(config(), s, batch, jax.random.key(0))
     assert float(metrics["q_loss"]) == pytest.approx(float(before), rel=1e-6)
@@ -135,7 +114,7 @@ def test_update_uses_the_imitation_model_before_its_step(state):
 
 
 def test_target_moves_every_period(state):
-    batch = jax.tree_util.tree_map(lambda x: x[:16], core.to_device(_dataset(), state.tf))
+    batch = data_batch(state, OBS_DIM, NUM_ACTIONS)
     # the reference's non-Atari rule: after every update, Q' <- 0.005 Q + 0.995 Q'
     polyak = config(target_update_period=1, target_tau=0.005)
     s1, _ = update(polyak, state, batch, jax.random.key(1))
@@ -150,10 +129,6 @@ def test_target_moves_every_period(state):
     _check_leaves(s.target_q, 0.5, s.q.params, state.target_q)
     # the default: a hard copy every 1000 updates
     assert (config().target_update_period, config().target_tau) == (1000, 1.0)
-
-
-def _dataset():
-    return random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
 
 
 def _check_leaves(target, tau, online, old):

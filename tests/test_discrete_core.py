@@ -4,6 +4,7 @@ device batch -> core helpers -> evaluation in CartPole -> training/checkpoint ->
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import gymnasium as gym
@@ -207,6 +208,53 @@ def test_action_values_picks_the_data_action_on_axis_1():
     # heads or quantiles after the action axis are kept: (B, n, K) -> (B, K)
     q3 = jnp.arange(12.0).reshape(2, 3, 2)  # q3[b, a, k] = 6b + 2a + k
     assert core.action_values(q3, act).tolist() == [[4.0, 5.0], [6.0, 7.0]]
+
+
+def test_td_target_broadcasts_over_trailing_axes():
+    # r = [1, 2], d = [0, 1] (the second transition ends in a terminal), γ = 0.5
+    batch = core.Batch(
+        obs=jnp.zeros((2, 1)),
+        act=jnp.zeros(2, jnp.int32),
+        rew=jnp.array([1.0, 2.0]),
+        next_obs=jnp.zeros((2, 1)),
+        done=jnp.array([0.0, 1.0]),
+    )
+    # (B,): [1 + 0.5 · 7, 2]
+    assert core.td_target(batch, jnp.array([7.0, 9.0]), 0.5).tolist() == [4.5, 2.0]
+    # (B, N), e.g. N quantiles: row 0 is 1 + 0.5 · [10, 20, 30]; row 1 stays r = 2
+    next_value = jnp.array([[10.0, 20.0, 30.0], [40.0, 50.0, 60.0]])
+    y = core.td_target(batch, next_value, 0.5)
+    assert y.tolist() == [[6.0, 11.0, 16.0], [2.0, 2.0, 2.0]]
+    # (B, K, N): every trailing entry of row 0 is 1 + 0.5 · 4 = 3, of row 1 r = 2
+    y = core.td_target(batch, jnp.full((2, 2, 3), 4.0), 0.5)
+    assert y.shape == (2, 2, 3) and y[0].tolist() == [[3.0] * 3] * 2
+    assert y[1].tolist() == [[2.0] * 3] * 2
+
+
+def test_update_target_moves_every_period():
+    online, target = {"w": jnp.array([2.0, -4.0])}, {"w": jnp.array([0.0, 4.0])}
+    # period 2: unchanged after update 1; after update 2 τ = 0.25 moves a quarter of the way:
+    # 0.25 · [2, -4] + 0.75 · [0, 4] = [0.5, 2]
+    moved = core.update_target(online, target, jnp.asarray(1), 2, 0.25)
+    assert moved["w"].tolist() == [0.0, 4.0]
+    moved = core.update_target(online, target, jnp.asarray(2), 2, 0.25)
+    assert moved["w"].tolist() == [0.5, 2.0]
+    # τ = 1 (the default): DQN's hard copy
+    assert core.update_target(online, target, jnp.asarray(4), 2)["w"].tolist() == [2.0, -4.0]
+
+
+@pytest.mark.parametrize(
+    "period, tau, message",
+    [
+        (0, 1.0, "target_update_period must be >= 1, got 0"),
+        (1, 0.0, "target_tau must be in (0, 1], got 0.0"),
+        (1, 1.5, "target_tau must be in (0, 1], got 1.5"),
+    ],
+)
+def test_check_target_update_names_the_field(period, tau, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        core.check_target_update(period, tau)
+    core.check_target_update(1000)  # DQN's default: a hard copy every 1000 updates
 
 
 def test_greedy_and_epsilon_greedy():

@@ -7,11 +7,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import random_discrete_dataset
+from helpers import (
+    constant_output,
+    data_batch,
+    discrete_state,
+    hand_batch,
+    same_tree,
+    with_constant_q,
+)
 
 from offrl import algos, core
 from offrl.algos import ddqn, dqn
-from offrl.data.transforms import make_transforms
 
 OBS_DIM, NUM_ACTIONS, HIDDEN = 3, 2, (8, 8)
 OUT = f"Dense_{len(HIDDEN)}"  # the output layer of the MLP
@@ -26,99 +32,67 @@ def config(**overrides) -> dqn.Config:
     return dqn.Config(hidden=HIDDEN, batch_size=16, **overrides)
 
 
-def constant(params, out_bias):
-    """The network made constant: every weight and bias 0 but the output bias, so
-    Q(s, ·) = out_bias for every s."""
-    zeros = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, np.float32), params)
-    zeros["params"]["MLP_0"][OUT]["bias"] = np.asarray(out_bias, np.float32)
-    return zeros
-
-
 @pytest.fixture(scope="module")
 def state():
-    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
-    tf = make_transforms(ds, normalize_obs=True)
-    return dqn.init(config(), core.spec_from_dataset(ds, tf), jax.random.key(0))
+    return discrete_state(dqn, config(), OBS_DIM, NUM_ACTIONS)
 
 
-def hand_batch() -> core.Batch:
-    """Two transitions: action 0 with reward 1 (not terminal), action 1 with reward 0
-    ending in a terminal."""
-    z = np.zeros((2, OBS_DIM), np.float32)
-    return core.Batch(
-        obs=z,
-        act=np.array([0, 1], np.int32),
-        rew=np.array([1.0, 0.0], np.float32),
-        next_obs=z,
-        done=np.array([0.0, 1.0], np.float32),
-    )
-
-
+# Two transitions: action 0 with reward 1 (not terminal), action 1 with reward 0 ending in a
+# terminal.
+BATCH = hand_batch((0, 1), OBS_DIM)
 # Online Q(s, ·) = [0.25, 0.5] (argmax 1); target Q'(s', ·) = [5, 2] (argmax 0).
 ONLINE, TARGET = [0.25, 0.5], [5.0, 2.0]
 
 
-def with_networks(state):
-    return state.replace(
-        q=state.q.replace(params=constant(state.q.params, ONLINE)),
-        target_q=constant(state.target_q, TARGET),
-    )
-
-
 def test_dqn_loss_huber_by_hand(state):
-    s = with_networks(state)
+    s = with_constant_q(state, ONLINE, TARGET)
     # y = r + γ (1 - d) max Q'(s') = [1 + 0.99 · 5, 0] = [5.95, 0]
     # Q(s, a) = [Q(s, 0), Q(s, 1)] = [0.25, 0.5]; residuals [-5.7, 0.5]
     # Huber (κ = 1): |-5.7| > 1 -> 5.7 - 0.5 = 5.2;  |0.5| <= 1 -> 0.5 · 0.25 = 0.125
-    loss, m = q_loss(s.q.params, s, hand_batch(), config())
+    loss, m = q_loss(s.q.params, s, BATCH, config())
     assert float(loss) == pytest.approx((5.2 + 0.125) / 2)
     assert float(m["target_mean"]) == pytest.approx(5.95 / 2)
     assert float(m["q_mean"]) == pytest.approx(0.375)
     # dL/db = mean over the batch of clip(residual, -1, 1) on the taken action's output:
     # sample 1 -> b_0: -1 / 2;  sample 2 -> b_1: 0.5 / 2
-    grads = q_grad(s.q.params, s, hand_batch(), config())
+    grads = q_grad(s.q.params, s, BATCH, config())
     np.testing.assert_allclose(grads["params"]["MLP_0"][OUT]["bias"], [-0.5, 0.25], rtol=1e-6)
 
 
 def test_double_dqn_target_uses_the_online_argmax(state):
-    s = with_networks(state)
+    s = with_constant_q(state, ONLINE, TARGET)
     # a' = argmax Q(s', ·) = 1, valued by the target: Q'(s', 1) = 2
     # y = [1 + 0.99 · 2, 0] = [2.98, 0]; residuals [-2.73, 0.5] -> Huber [2.23, 0.125]
-    loss, m = q_loss(s.q.params, s, hand_batch(), config(double=True))
+    loss, m = q_loss(s.q.params, s, BATCH, config(double=True))
     assert float(loss) == pytest.approx((2.23 + 0.125) / 2)
     assert float(m["target_mean"]) == pytest.approx(2.98 / 2)
 
 
 def test_huber_delta_changes_the_quadratic_zone(state):
-    s = with_networks(state)
+    s = with_constant_q(state, ONLINE, TARGET)
     # κ = 10: both residuals are inside, so L = mean(x² / 2) = (5.7² + 0.5²) / 4
-    loss, _ = q_loss(s.q.params, s, hand_batch(), config(huber_delta=10.0))
+    loss, _ = q_loss(s.q.params, s, BATCH, config(huber_delta=10.0))
     assert float(loss) == pytest.approx((5.7**2 + 0.5**2) / 4)
-
-
-def _same(a, b) -> bool:
-    return all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(np.array_equal, a, b)))
 
 
 def test_target_is_copied_every_period(state):
     cfg = config(target_update_period=3)
-    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
-    batch = jax.tree_util.tree_map(lambda x: x[:16], core.to_device(ds, state.tf))
+    batch = data_batch(state, OBS_DIM, NUM_ACTIONS)
     s = state
     for step in (1, 2):
         s, _ = update(cfg, s, batch, jax.random.key(step))
         assert int(s.step) == step
-        assert not _same(s.q.params, state.q.params)  # the online net moves every step
-        assert _same(s.target_q, state.target_q)  # the target waits
+        assert not same_tree(s.q.params, state.q.params)  # the online net moves every step
+        assert same_tree(s.target_q, state.target_q)  # the target waits
     s, _ = update(cfg, s, batch, jax.random.key(3))
-    assert _same(s.target_q, s.q.params)  # step 3: copied
+    assert same_tree(s.target_q, s.q.params)  # step 3: copied
     copied = s.target_q
     s, _ = update(cfg, s, batch, jax.random.key(4))
-    assert _same(s.target_q, copied) and not _same(s.q.params, copied)
+    assert same_tree(s.target_q, copied) and not same_tree(s.q.params, copied)
 
 
 def test_act_greedy_and_epsilon_greedy(state):
-    s = state.replace(q=state.q.replace(params=constant(state.q.params, [0.0, 1.0])))
+    s = state.replace(q=state.q.replace(params=constant_output(state.q.params, [0.0, 1.0])))
     obs = jnp.asarray(np.random.default_rng(0).normal(size=(4000, OBS_DIM)), jnp.float32)
     greedy = act(config(), s, obs, jax.random.key(0), True)
     assert greedy.dtype == jnp.int32 and bool(jnp.all(greedy == 1))

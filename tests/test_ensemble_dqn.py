@@ -7,11 +7,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import random_discrete_dataset
+from helpers import (
+    constant_output,
+    discrete_state,
+    hand_batch,
+    with_constant_q,
+)
 
 from offrl import algos, core
 from offrl.algos import ensemble_dqn
-from offrl.data.transforms import make_transforms
 
 OBS_DIM, NUM_ACTIONS, K, HIDDEN = 3, 2, 2, (8, 8)
 OUT = f"Dense_{len(HIDDEN)}"  # the output layer of the MLP
@@ -25,63 +29,42 @@ def config(**overrides) -> ensemble_dqn.Config:
     return ensemble_dqn.Config(**{"hidden": HIDDEN, "num_heads": K, "batch_size": 16} | overrides)
 
 
-def constant(params, out_bias):
-    """Every weight and bias 0 but the output bias: Q_k(s, a) = out_bias[a·K + k] for all s."""
-    zeros = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, np.float32), params)
-    zeros["params"]["MLP_0"][OUT]["bias"] = np.asarray(out_bias, np.float32)
-    return zeros
-
-
 @pytest.fixture(scope="module")
 def state():
-    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
-    tf = make_transforms(ds, normalize_obs=True)
-    return ensemble_dqn.init(config(), core.spec_from_dataset(ds, tf), jax.random.key(0))
+    return discrete_state(ensemble_dqn, config(), OBS_DIM, NUM_ACTIONS)
 
 
-def hand_batch() -> core.Batch:
-    """Action 0 with reward 1 (not terminal); action 1 with reward 0 ending in a terminal."""
-    z = np.zeros((2, OBS_DIM), np.float32)
-    return core.Batch(
-        obs=z,
-        act=np.array([0, 1], np.int32),
-        rew=np.array([1.0, 0.0], np.float32),
-        next_obs=z,
-        done=np.array([0.0, 1.0], np.float32),
-    )
+# Action 0 with reward 1 (not terminal); action 1 with reward 0 ending in a terminal.
+BATCH = hand_batch((0, 1), OBS_DIM)
 
 
+# Q_k(s, a) = out_bias[a·K + k]: the output biases below.
 # Online heads Q(s, 0) = [0, 1], Q(s, 1) = [2, 0].
 # Target heads Q'(s', 0) = [3, 0], Q'(s', 1) = [1, 2]: head 0's max is 3 (action 0), head 1's
 # is 2 (action 1); the mean over heads would give 1.5 for both actions.
 ONLINE, TARGET = [0.0, 1.0, 2.0, 0.0], [3.0, 0.0, 1.0, 2.0]
 
 
-def with_networks(state):
-    return state.replace(
-        q=state.q.replace(params=constant(state.q.params, ONLINE)),
-        target_q=constant(state.target_q, TARGET),
-    )
-
-
 def test_each_head_bootstraps_from_its_own_target_head(state):
-    s = with_networks(state)
+    s = with_constant_q(state, ONLINE, TARGET)
     # sample 1: y = [1 + 0.99 · 3, 1 + 0.99 · 2] = [3.97, 2.98]; Q(s, 0) = [0, 1]
     #   residuals [-3.97, -1.98] -> Huber [3.47, 1.48]
     # sample 2 (terminal): y = [0, 0]; Q(s, 1) = [2, 0] -> residuals [2, 0] -> Huber [1.5, 0]
-    loss, m = q_loss(s.q.params, s, hand_batch(), config())
+    loss, m = q_loss(s.q.params, s, BATCH, config())
     assert float(loss) == pytest.approx((3.47 + 1.48 + 1.5 + 0.0) / 4)
     assert float(m["target_mean"]) == pytest.approx((3.97 + 2.98) / 4)
     assert float(m["q_mean"]) == pytest.approx((0 + 1 + 2 + 0) / 4)
     # dL/db[a·K + k] = (1/(B·K)) clip(residual, -1, 1) on the taken action's heads:
     # sample 1 -> action 0: [-1, -1] / 4;  sample 2 -> action 1: [1, 0] / 4
-    grads = q_grad(s.q.params, s, hand_batch(), config())
+    grads = q_grad(s.q.params, s, BATCH, config())
     np.testing.assert_allclose(grads["params"]["MLP_0"][OUT]["bias"], [-0.25, -0.25, 0.25, 0.0])
 
 
 def test_act_on_the_mean_over_heads(state):
     # action 0: heads [3, -2] (mean 0.5, the largest single head); action 1: [1, 1] (mean 1)
-    s = state.replace(q=state.q.replace(params=constant(state.q.params, [3.0, -2.0, 1.0, 1.0])))
+    s = state.replace(
+        q=state.q.replace(params=constant_output(state.q.params, [3.0, -2.0, 1.0, 1.0]))
+    )
     obs = jnp.asarray(np.random.default_rng(0).normal(size=(5, OBS_DIM)), jnp.float32)
     a = act(config(), s, obs, jax.random.key(0), True)
     assert a.dtype == jnp.int32 and a.tolist() == [1] * 5
@@ -91,12 +74,9 @@ def test_one_head_is_dqn(state):
     """K = 1: the loss is DQN's Huber loss, y = r + γ (1 - d) max Q'(s')."""
     spec = core.Spec(OBS_DIM, 1, state.tf, NUM_ACTIONS)
     s1 = ensemble_dqn.init(config(num_heads=1), spec, jax.random.key(0))
-    s1 = s1.replace(
-        q=s1.q.replace(params=constant(s1.q.params, [0.25, 0.5])),
-        target_q=constant(s1.target_q, [5.0, 2.0]),
-    )
+    s1 = with_constant_q(s1, [0.25, 0.5], [5.0, 2.0])
     # y = [5.95, 0]; residuals [-5.7, 0.5] -> Huber [5.2, 0.125] (tests/test_dqn.py's numbers)
-    loss, _ = q_loss(s1.q.params, s1, hand_batch(), config(num_heads=1))
+    loss, _ = q_loss(s1.q.params, s1, BATCH, config(num_heads=1))
     assert float(loss) == pytest.approx((5.2 + 0.125) / 2)
 
 

@@ -8,12 +8,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import random_discrete_dataset
+from helpers import (
+    data_batch,
+    discrete_state,
+    hand_batch,
+    random_discrete_dataset,
+    same_tree,
+    with_constant_q,
+)
 
 from offrl import algos, cli, core
 from offrl.algos import fqi
 from offrl.data import io
-from offrl.data.transforms import make_transforms
 from offrl.nets.discrete import DiscreteQNet
 
 OBS_DIM, NUM_ACTIONS, HIDDEN = 3, 2, (8, 8)
@@ -28,52 +34,31 @@ def config(**overrides) -> fqi.Config:
     return fqi.Config(**{"hidden": HIDDEN, "batch_size": 16, "iteration_steps": 2} | overrides)
 
 
-def constant(params, out_bias):
-    """Every weight and bias 0 but the output bias: Q(s, ·) = out_bias for all s."""
-    zeros = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, np.float32), params)
-    zeros["params"]["MLP_0"][OUT]["bias"] = np.asarray(out_bias, np.float32)
-    return zeros
-
-
 @pytest.fixture(scope="module")
 def state():
-    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
-    tf = make_transforms(ds, normalize_obs=True)
-    return fqi.init(config(), core.spec_from_dataset(ds, tf), jax.random.key(0))
+    return discrete_state(fqi, config(), OBS_DIM, NUM_ACTIONS)
 
 
 @pytest.fixture(scope="module")
 def batch(state):
-    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
-    return jax.tree_util.tree_map(lambda x: x[:16], core.to_device(ds, state.tf))
+    return data_batch(state, OBS_DIM, NUM_ACTIONS)
 
 
-def hand_batch() -> core.Batch:
-    """Action 0 with reward 1 (not terminal); action 1 with reward 0 ending in a terminal."""
-    z = np.zeros((2, OBS_DIM), np.float32)
-    return core.Batch(
-        obs=z,
-        act=np.array([0, 1], np.int32),
-        rew=np.array([1.0, 0.0], np.float32),
-        next_obs=z,
-        done=np.array([0.0, 1.0], np.float32),
-    )
+# Action 0 with reward 1 (not terminal); action 1 with reward 0 ending in a terminal.
+BATCH = hand_batch((0, 1), OBS_DIM)
 
 
 def with_networks(state, step: int):
     """Online Q(s, ·) = [0.25, 0.5]; frozen iterate Q_k(s', ·) = [5, 2]; the step counter."""
-    return state.replace(
-        q=state.q.replace(params=constant(state.q.params, [0.25, 0.5])),
-        target_q=constant(state.target_q, [5.0, 2.0]),
-        step=jnp.asarray(step, jnp.int32),
-    )
+    s = with_constant_q(state, [0.25, 0.5], [5.0, 2.0])
+    return s.replace(step=jnp.asarray(step, jnp.int32))
 
 
 def test_first_iteration_regresses_on_rewards(state):
     # Q_0 ≡ 0, so y = r = [1, 0] whatever the target network holds
     # residuals Q(s, a) - y = [0.25 - 1, 0.5 - 0] = [-0.75, 0.5]; L = mean(x² / 2)
     s = with_networks(state, step=1)  # inside iteration 0 (iteration_steps = 2)
-    loss, m = q_loss(s.q.params, s, hand_batch(), config())
+    loss, m = q_loss(s.q.params, s, BATCH, config())
     assert float(loss) == pytest.approx((0.75**2 + 0.5**2) / 4)
     assert float(m["target_mean"]) == pytest.approx(0.5)
     assert float(m["q_mean"]) == pytest.approx(0.375)
@@ -82,16 +67,12 @@ def test_first_iteration_regresses_on_rewards(state):
 def test_later_iterations_bootstrap_from_the_frozen_iterate(state):
     # y = r + γ (1 - d) max Q_k(s') = [1 + 0.99 · 5, 0] = [5.95, 0]; residuals [-5.7, 0.5]
     s = with_networks(state, step=2)  # iteration 1
-    loss, m = q_loss(s.q.params, s, hand_batch(), config())
+    loss, m = q_loss(s.q.params, s, BATCH, config())
     assert float(loss) == pytest.approx((5.7**2 + 0.5**2) / 4)
     assert float(m["target_mean"]) == pytest.approx(5.95 / 2)
     # Huber (κ = 1): 5.7 - 0.5 = 5.2 and 0.5² / 2 = 0.125
-    loss, _ = q_loss(s.q.params, s, hand_batch(), config(loss="huber"))
+    loss, _ = q_loss(s.q.params, s, BATCH, config(loss="huber"))
     assert float(loss) == pytest.approx((5.2 + 0.125) / 2)
-
-
-def _same(a, b) -> bool:
-    return all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(np.array_equal, a, b)))
 
 
 def _close(a, b) -> bool:  # jit and op-by-op arithmetic differ in the last bits
@@ -102,7 +83,7 @@ def _close(a, b) -> bool:  # jit and op-by-op arithmetic differ in the last bits
 def test_boundary_freezes_the_iterate_and_restarts_the_fit(state, batch):
     cfg = config()
     s1, _ = update(cfg, state, batch, jax.random.key(1))
-    assert _same(s1.target_q, state.target_q) and not _same(s1.q.params, state.q.params)
+    assert same_tree(s1.target_q, state.target_q) and not same_tree(s1.q.params, state.q.params)
     fitted, _ = core.gradient_step(s1.q, fqi.q_loss, s1, batch, cfg)  # step 2's fit, by hand
     s2, _ = update(cfg, s1, batch, jax.random.key(2))
     assert int(s2.step) == 2
@@ -115,7 +96,7 @@ def test_boundary_freezes_the_iterate_and_restarts_the_fit(state, batch):
     assert all(not np.any(x) for x in jax.tree_util.tree_leaves(mu)) and int(s2.q.step) == 0
     # the next step trains on and away from the fresh weights; the iterate stays frozen
     s3, _ = update(cfg, s2, batch, jax.random.key(3))
-    assert _same(s3.target_q, s2.target_q) and not _same(s3.q.params, s2.q.params)
+    assert same_tree(s3.target_q, s2.target_q) and not same_tree(s3.q.params, s2.q.params)
 
 
 def test_without_reinit_the_fit_continues(state, batch):
@@ -123,7 +104,7 @@ def test_without_reinit_the_fit_continues(state, batch):
     s = state
     for step in (1, 2):
         s, _ = update(cfg, s, batch, jax.random.key(step))
-    assert _same(s.target_q, s.q.params)  # a hard copy, as DQN's
+    assert same_tree(s.target_q, s.q.params)  # a hard copy, as DQN's
     assert int(s.q.step) == 2  # Adam keeps counting
 
 
@@ -143,10 +124,7 @@ def test_update_runs_inside_a_scan(state, batch):
 
 
 def test_act_on_the_frozen_iterate(state):
-    s = state.replace(
-        q=state.q.replace(params=constant(state.q.params, [1.0, 0.0])),
-        target_q=constant(state.target_q, [0.0, 1.0]),
-    )
+    s = with_constant_q(state, [1.0, 0.0], [0.0, 1.0])
     obs = jnp.asarray(np.random.default_rng(0).normal(size=(5, OBS_DIM)), jnp.float32)
     a = act(config(), s, obs, jax.random.key(0), True)
     assert a.dtype == jnp.int32 and a.tolist() == [1] * 5

@@ -7,11 +7,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import random_discrete_dataset
+from helpers import (
+    constant_output,
+    data_batch,
+    discrete_state,
+    hand_batch,
+    same_tree,
+    with_constant_q,
+)
 
 from offrl import algos, core
 from offrl.algos import qrdqn
-from offrl.data.transforms import make_transforms
 
 OBS_DIM, NUM_ACTIONS, N, HIDDEN = 3, 2, 2, (8, 8)
 OUT = f"Dense_{len(HIDDEN)}"  # the output layer of the MLP
@@ -25,43 +31,20 @@ def config(**overrides) -> qrdqn.Config:
     return qrdqn.Config(**{"hidden": HIDDEN, "num_quantiles": N, "batch_size": 16} | overrides)
 
 
-def constant(params, out_bias):
-    """Every weight and bias 0 but the output bias: θ(s, a, i) = out_bias[a·N + i] for all s."""
-    zeros = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, np.float32), params)
-    zeros["params"]["MLP_0"][OUT]["bias"] = np.asarray(out_bias, np.float32)
-    return zeros
-
-
 @pytest.fixture(scope="module")
 def state():
-    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
-    tf = make_transforms(ds, normalize_obs=True)
-    return qrdqn.init(config(), core.spec_from_dataset(ds, tf), jax.random.key(0))
+    return discrete_state(qrdqn, config(), OBS_DIM, NUM_ACTIONS)
 
 
-def hand_batch() -> core.Batch:
-    """Action 0 with reward 1 (not terminal); action 1 with reward 0 ending in a terminal."""
-    z = np.zeros((2, OBS_DIM), np.float32)
-    return core.Batch(
-        obs=z,
-        act=np.array([0, 1], np.int32),
-        rew=np.array([1.0, 0.0], np.float32),
-        next_obs=z,
-        done=np.array([0.0, 1.0], np.float32),
-    )
+# Action 0 with reward 1 (not terminal); action 1 with reward 0 ending in a terminal.
+BATCH = hand_batch((0, 1), OBS_DIM)
 
 
+# θ(s, a, i) = out_bias[a·N + i]: the output biases below.
 # Online θ(s, 0) = [0, 1], θ(s, 1) = [0.5, 0.5].
 # Target θ'(s', 0) = [1, 3] (mean 2), θ'(s', 1) = [0, 5] (mean 2.5): a* = 1 by the mean,
 # although action 0 has the larger lower quantile.
 ONLINE, TARGET = [0.0, 1.0, 0.5, 0.5], [1.0, 3.0, 0.0, 5.0]
-
-
-def with_networks(state):
-    return state.replace(
-        q=state.q.replace(params=constant(state.q.params, ONLINE)),
-        target_q=constant(state.target_q, TARGET),
-    )
 
 
 def test_quantile_midpoints():
@@ -70,14 +53,14 @@ def test_quantile_midpoints():
 
 
 def test_quantile_huber_loss_by_hand(state):
-    s = with_networks(state)
+    s = with_constant_q(state, ONLINE, TARGET)
     # τ̂ = [0.25, 0.75]. Sample 1: y = 1 + 0.99 · θ'(s', 1) = [1, 5.95]; θ = θ(s, 0) = [0, 1]
     #   i = 1 (θ 0, τ 0.25): u = [1, 5.95] >= 0 -> 0.25 · mean(huber) = 0.25 · (0.5 + 5.45) / 2
     #   i = 2 (θ 1, τ 0.75): u = [0, 4.95] >= 0 -> 0.75 · (0 + 4.45) / 2
     sample1 = 0.25 * (0.5 + 5.45) / 2 + 0.75 * (0 + 4.45) / 2  # 2.4125
     # Sample 2 (terminal): y = [0, 0]; θ(s, 1) = [0.5, 0.5]: u = -0.5 < 0, weights 1 - τ̂
     sample2 = 0.75 * 0.125 + 0.25 * 0.125  # 0.125
-    loss, m = loss_fn(s.q.params, s, hand_batch(), config())
+    loss, m = loss_fn(s.q.params, s, BATCH, config())
     assert float(loss) == pytest.approx((sample1 + sample2) / 2)
     assert float(m["quantile_loss"]) == pytest.approx((sample1 + sample2) / 2)
     assert float(m["q_mean"]) == pytest.approx((0 + 1 + 0.5 + 0.5) / 4)
@@ -85,11 +68,11 @@ def test_quantile_huber_loss_by_hand(state):
 
 
 def test_quantile_loss_gradient_by_hand(state):
-    s = with_networks(state)
+    s = with_constant_q(state, ONLINE, TARGET)
     # dL/dθ_i = -(1/B)(1/M) Σ_j |τ̂_i - 1{u_ij < 0}| clip(u_ij, -κ, κ)
     # sample 1, action 0: i=1: -0.25 (1 + 1) / 2 / 2;  i=2: -0.75 (0 + 1) / 2 / 2
     # sample 2, action 1: i=1: -0.75 (-0.5 - 0.5) / 2 / 2;  i=2: -0.25 (-1) / 2 / 2
-    grads = loss_grad(s.q.params, s, hand_batch(), config())
+    grads = loss_grad(s.q.params, s, BATCH, config())
     expected = [-0.125, -0.1875, 0.1875, 0.0625]
     np.testing.assert_allclose(grads["params"]["MLP_0"][OUT]["bias"], expected, rtol=1e-6)
 
@@ -137,24 +120,21 @@ def test_quantile_regression_finds_quantiles():
 
 def test_act_on_the_mean_over_quantiles(state):
     # action 0: [-4, 10] (mean 3, lower quantile -4); action 1: [1, 1] (mean 1)
-    s = state.replace(q=state.q.replace(params=constant(state.q.params, [-4.0, 10.0, 1.0, 1.0])))
+    s = state.replace(
+        q=state.q.replace(params=constant_output(state.q.params, [-4.0, 10.0, 1.0, 1.0]))
+    )
     obs = jnp.asarray(np.random.default_rng(0).normal(size=(5, OBS_DIM)), jnp.float32)
     a = act(config(), s, obs, jax.random.key(0), True)
     assert a.dtype == jnp.int32 and a.tolist() == [0] * 5
 
 
-def same(a, b) -> bool:
-    return all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(np.array_equal, a, b)))
-
-
 def test_target_copied_every_period(state):
     cfg = config(target_update_period=2)
-    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
-    batch = jax.tree_util.tree_map(lambda x: x[:16], core.to_device(ds, state.tf))
+    batch = data_batch(state, OBS_DIM, NUM_ACTIONS)
     s1, _ = qrdqn.update(cfg, state, batch, jax.random.key(1))
-    assert same(s1.target_q, state.target_q) and not same(s1.q.params, state.q.params)
+    assert same_tree(s1.target_q, state.target_q) and not same_tree(s1.q.params, state.q.params)
     s2, _ = qrdqn.update(cfg, s1, batch, jax.random.key(2))
-    assert int(s2.step) == 2 and same(s2.target_q, s2.q.params)
+    assert int(s2.step) == 2 and same_tree(s2.target_q, s2.q.params)
 
 
 def test_registered_discrete():

@@ -8,11 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import random_discrete_dataset
+from helpers import data_batch, discrete_state, hand_batch, with_constant_q
 
 from offrl import algos, core
 from offrl.algos import ensemble_dqn, rem
-from offrl.data.transforms import make_transforms
 
 OBS_DIM, NUM_ACTIONS, K, HIDDEN = 3, 2, 2, (8, 8)
 OUT = f"Dense_{len(HIDDEN)}"  # the output layer of the MLP
@@ -26,56 +25,33 @@ def config(**overrides) -> rem.Config:
     return rem.Config(**{"hidden": HIDDEN, "num_heads": K, "batch_size": 16} | overrides)
 
 
-def constant(params, out_bias):
-    """Every weight and bias 0 but the output bias: Q_k(s, a) = out_bias[a·K + k] for all s."""
-    zeros = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, np.float32), params)
-    zeros["params"]["MLP_0"][OUT]["bias"] = np.asarray(out_bias, np.float32)
-    return zeros
-
-
 @pytest.fixture(scope="module")
 def state():
-    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
-    tf = make_transforms(ds, normalize_obs=True)
-    return rem.init(config(), core.spec_from_dataset(ds, tf), jax.random.key(0))
+    return discrete_state(rem, config(), OBS_DIM, NUM_ACTIONS)
 
 
-def hand_batch() -> core.Batch:
-    """Action 0 with reward 1 (not terminal); action 1 with reward 0 ending in a terminal."""
-    z = np.zeros((2, OBS_DIM), np.float32)
-    return core.Batch(
-        obs=z,
-        act=np.array([0, 1], np.int32),
-        rew=np.array([1.0, 0.0], np.float32),
-        next_obs=z,
-        done=np.array([0.0, 1.0], np.float32),
-    )
+# Action 0 with reward 1 (not terminal); action 1 with reward 0 ending in a terminal.
+BATCH = hand_batch((0, 1), OBS_DIM)
 
 
+# Q_k(s, a) = out_bias[a·K + k]: the output biases below.
 # Online heads Q(s, 0) = [0, 1], Q(s, 1) = [2, 0]; target heads Q'(s', 0) = [3, 0],
 # Q'(s', 1) = [1, 2]; the mixture α = [0.25, 0.75].
 ONLINE, TARGET, ALPHA = [0.0, 1.0, 2.0, 0.0], [3.0, 0.0, 1.0, 2.0], np.array([0.25, 0.75])
 
 
-def with_networks(state):
-    return state.replace(
-        q=state.q.replace(params=constant(state.q.params, ONLINE)),
-        target_q=constant(state.target_q, TARGET),
-    )
-
-
 def test_mixture_loss_by_hand(state):
-    s = with_networks(state)
+    s = with_constant_q(state, ONLINE, TARGET)
     # target mixture: Q'_α(s', 0) = 0.25 · 3 + 0.75 · 0 = 0.75, Q'_α(s', 1) = 0.25 + 1.5 = 1.75
     # sample 1: y = 1 + 0.99 · 1.75 = 2.7325; Q_α(s, 0) = 0.75 -> residual -1.9825 -> 1.4825
     # sample 2 (terminal): y = 0; Q_α(s, 1) = 0.25 · 2 = 0.5 -> residual 0.5 -> 0.125
-    loss, m = q_loss(s.q.params, s, hand_batch(), config(), ALPHA)
+    loss, m = q_loss(s.q.params, s, BATCH, config(), ALPHA)
     assert float(loss) == pytest.approx((1.4825 + 0.125) / 2)
     assert float(m["target_mean"]) == pytest.approx(2.7325 / 2)
     assert float(m["q_mean"]) == pytest.approx((0 + 1 + 2 + 0) / 4)  # mean over heads
     # dL/db[a·K + k] = (1/B) clip(residual, -1, 1) α_k on the taken action's heads:
     # sample 1 -> action 0: -1 · [0.25, 0.75] / 2;  sample 2 -> action 1: 0.5 · [0.25, 0.75] / 2
-    grads = q_grad(s.q.params, s, hand_batch(), config(), ALPHA)
+    grads = q_grad(s.q.params, s, BATCH, config(), ALPHA)
     expected = [-0.125, -0.375, 0.0625, 0.1875]
     np.testing.assert_allclose(grads["params"]["MLP_0"][OUT]["bias"], expected, rtol=1e-6)
 
@@ -83,8 +59,8 @@ def test_mixture_loss_by_hand(state):
 def test_other_mixture_other_target(state):
     # α = [1, 0]: head 0 alone; y = 1 + 0.99 · max(3, 1) = 3.97; Q_α(s, 0) = 0 -> Huber 3.47;
     # sample 2: Q_α(s, 1) = 2 -> Huber 1.5
-    s = with_networks(state)
-    loss, _ = q_loss(s.q.params, s, hand_batch(), config(), np.array([1.0, 0.0]))
+    s = with_constant_q(state, ONLINE, TARGET)
+    loss, _ = q_loss(s.q.params, s, BATCH, config(), np.array([1.0, 0.0]))
     assert float(loss) == pytest.approx((3.47 + 1.5) / 2)
 
 
@@ -99,8 +75,7 @@ def test_random_convex_weights_lie_on_the_simplex():
 
 
 def test_update_draws_alpha_from_its_key(state):
-    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
-    batch = jax.tree_util.tree_map(lambda x: x[:16], core.to_device(ds, state.tf))
+    batch = data_batch(state, OBS_DIM, NUM_ACTIONS)
     a, _ = update(config(), state, batch, jax.random.key(1))
     again, _ = update(config(), state, batch, jax.random.key(1))
     other, _ = update(config(), state, batch, jax.random.key(2))

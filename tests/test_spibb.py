@@ -12,11 +12,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import random_discrete_dataset
+from helpers import (
+    constant_output,
+    data_batch,
+    discrete_state,
+    hand_batch,
+    same_tree,
+    with_constant_q,
+)
 
 from offrl import algos, core
 from offrl.algos import spibb
-from offrl.data.transforms import make_transforms
 
 OBS_DIM, NUM_ACTIONS, HIDDEN = 3, 3, (8, 8)
 OUT = f"Dense_{len(HIDDEN)}"  # the output layer of the MLP
@@ -30,44 +36,24 @@ def config(**overrides) -> spibb.Config:
     return spibb.Config(hidden=HIDDEN, batch_size=16, **overrides)
 
 
-def constant(params, out_bias):
-    """Every weight and bias 0 but the output bias: the network outputs out_bias everywhere."""
-    zeros = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, np.float32), params)
-    zeros["params"]["MLP_0"][OUT]["bias"] = np.asarray(out_bias, np.float32)
-    return zeros
-
-
 @pytest.fixture(scope="module")
 def state():
-    ds = random_discrete_dataset(obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
-    tf = make_transforms(ds, normalize_obs=True)
-    return spibb.init(config(), core.spec_from_dataset(ds, tf), jax.random.key(0))
+    return discrete_state(spibb, config(), OBS_DIM, NUM_ACTIONS)
 
 
 # π̂_b = [0.05, 0.25, 0.7]: pseudo-counts N̂ π̂_b = 100 · π̂_b = [5, 25, 70]; N∧ = 10 -> B = {0}
 BEHAVIOUR = [0.05, 0.25, 0.7]
 ONLINE = [5.0, 3.0, 1.0]  # Q(s, ·): argmax 0 (bootstrapped), best outside B: 1
 TARGET = [20.0, 2.0, 4.0]  # Q'(s', ·): best outside B: 2
+# Action 1 with reward 1 (not terminal); action 2 with reward 0 ending in a terminal.
+BATCH = hand_batch((1, 2), OBS_DIM)
 
 
 def with_networks(state):
     logits = [math.log(p) for p in BEHAVIOUR]
-    return state.replace(
-        q=state.q.replace(params=constant(state.q.params, ONLINE)),
-        target_q=constant(state.target_q, TARGET),
-        behaviour=state.behaviour.replace(params=constant(state.behaviour.params, logits)),
-    )
-
-
-def hand_batch() -> core.Batch:
-    """Action 1 with reward 1 (not terminal); action 2 with reward 0 ending in a terminal."""
-    z = np.zeros((2, OBS_DIM), np.float32)
-    return core.Batch(
-        obs=z,
-        act=np.array([1, 2], np.int32),
-        rew=np.array([1.0, 0.0], np.float32),
-        next_obs=z,
-        done=np.array([0.0, 1.0], np.float32),
+    s = with_constant_q(state, ONLINE, TARGET)
+    return s.replace(
+        behaviour=s.behaviour.replace(params=constant_output(s.behaviour.params, logits))
     )
 
 
@@ -100,7 +86,7 @@ def test_q_loss_double_chooser_by_hand(state):
     # online Q picks a* = 1 outside B: π = [0.05, 0.95, 0]
     # V(s') = 0.05 · 20 + 0.95 · 2 = 2.9;  y = [1 + 0.99 · 2.9, 0] = [3.871, 0]
     # Q(s, a) = [3, 1]: residuals [-0.871, 1] -> Huber [0.871² / 2, 1 / 2]
-    loss, m = q_loss(s.q.params, s, hand_batch(), config())
+    loss, m = q_loss(s.q.params, s, BATCH, config())
     assert float(loss) == pytest.approx((0.871**2 / 2 + 0.5) / 2, rel=1e-5)
     assert float(m["target_mean"]) == pytest.approx(3.871 / 2, rel=1e-5)
     assert float(m["q_mean"]) == pytest.approx(2.0)
@@ -112,7 +98,7 @@ def test_q_loss_target_chooser_by_hand(state):
     # Q' picks a* = 2 outside B (4 > 2): π = [0.05, 0, 0.95]
     # V(s') = 0.05 · 20 + 0.95 · 4 = 4.8;  y = [1 + 0.99 · 4.8, 0] = [5.752, 0]
     # residuals [-2.752, 1] -> Huber [2.252, 0.5]
-    loss, _ = q_loss(s.q.params, s, hand_batch(), config(double=False))
+    loss, _ = q_loss(s.q.params, s, BATCH, config(double=False))
     assert float(loss) == pytest.approx((2.252 + 0.5) / 2, rel=1e-5)
 
 
@@ -120,7 +106,7 @@ def test_zero_n_wedge_is_double_dqn(state):
     s = with_networks(state)
     # B empty: a* = argmax Q(s', ·) = 0, V(s') = Q'(s', 0) = 20; y = [20.8, 0]
     # residuals [-17.8, 1] -> Huber [17.3, 0.5]
-    loss, m = q_loss(s.q.params, s, hand_batch(), config(n_wedge=0.0))
+    loss, m = q_loss(s.q.params, s, BATCH, config(n_wedge=0.0))
     assert float(loss) == pytest.approx((17.3 + 0.5) / 2, rel=1e-5)
     assert float(m["bootstrapped_fraction"]) == 0.0
 
@@ -129,26 +115,20 @@ def test_all_bootstrapped_evaluates_the_behaviour_policy(state):
     s = with_networks(state)
     # N∧ = 80 > every count: V(s') = 0.05 · 20 + 0.25 · 2 + 0.7 · 4 = 4.3; y = [5.257, 0]
     # residuals [-2.257, 1] -> Huber [1.757, 0.5]
-    loss, m = q_loss(s.q.params, s, hand_batch(), config(n_wedge=80.0))
+    loss, m = q_loss(s.q.params, s, BATCH, config(n_wedge=80.0))
     assert float(loss) == pytest.approx((1.757 + 0.5) / 2, rel=1e-5)
     assert float(m["bootstrapped_fraction"]) == 1.0
 
 
 def test_update_trains_both_models_and_copies_the_target(state):
     cfg = config(target_update_period=2)
-    data = core.to_device(random_discrete_dataset(obs_dim=OBS_DIM, num_actions=3), state.tf)
-    batch = jax.tree_util.tree_map(lambda x: x[:16], data)
+    batch = data_batch(state, OBS_DIM, NUM_ACTIONS)
     s1, metrics = update(cfg, state, batch, jax.random.key(0))
     assert {"q_loss", "q_mean", "bootstrapped_fraction", "imitation_loss"} <= set(metrics)
-    assert not _same(s1.behaviour.params, state.behaviour.params)
-    assert _same(s1.target_q, state.target_q)  # update 1: the target waits
+    assert not same_tree(s1.behaviour.params, state.behaviour.params)
+    assert same_tree(s1.target_q, state.target_q)  # update 1: the target waits
     s2, _ = update(cfg, s1, batch, jax.random.key(1))
-    assert int(s2.step) == 2 and _same(s2.target_q, s2.q.params)  # update 2: copied
-
-
-def _same(a, b) -> bool:
-    leaves = jax.tree_util.tree_leaves
-    return all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b)))
+    assert int(s2.step) == 2 and same_tree(s2.target_q, s2.q.params)  # update 2: copied
 
 
 def test_act_mode_and_sample(state):

@@ -77,6 +77,10 @@ def algorithm_data(algo, cfg, dataset: Dataset, tf: Transforms) -> Batch:
     return to_device(dataset, tf, columns(cfg, dataset, tf) if columns else None)
 
 
+def spec_from_dataset(dataset: Dataset, tf: Transforms) -> Spec:
+    return Spec(dataset.obs_dim, dataset.act_dim, tf, num_actions=dataset.num_actions)
+
+
 def sample(data: Batch, key: jax.Array, batch_size: int) -> Batch:
     """Uniform minibatch with replacement, inside the compiled step."""
     n = data.rew.shape[0]
@@ -108,14 +112,54 @@ def gradient_step(
     return model.apply_gradients(grads=grads), metrics
 
 
+# --------------------------------------------------------------------------- target networks
+
+
 def polyak(target: Any, online: Any, tau: float) -> Any:
     """target <- tau * online + (1 - tau) * target."""
     return optax.incremental_update(online, target, tau)
 
 
+def check_target_update(period: int, tau: float = 1.0) -> None:
+    """The settings of `update_target`, named as the configs name them."""
+    if period < 1:
+        raise ValueError(f"target_update_period must be >= 1, got {period}")
+    if not 0.0 < tau <= 1.0:
+        raise ValueError(f"target_tau must be in (0, 1], got {tau}")
+
+
+def update_target(
+    online: Any, target: Any, step: jnp.ndarray, period: int, tau: float = 1.0
+) -> Any:
+    """Every `period` updates (`step` counted after the update): target <- τ online +
+    (1 - τ) target; unchanged in between. τ = 1 is DQN's hard copy every `period` updates;
+    period 1 with a small τ is Polyak averaging. `tau` is a Python float (a config field)."""
+    moved = online if tau == 1.0 else polyak(target, online, tau)  # a copy: no arithmetic
+    return optax.periodic_update(moved, target, step, period)
+
+
+# --------------------------------------------------------------------------- TD losses, actions
+
+
 def td_target(batch: Batch, next_value: jnp.ndarray, discount: float) -> jnp.ndarray:
-    """r + gamma * (1 - terminal) * V(s'); timeouts bootstrap because done holds terminals only."""
-    return batch.rew + discount * (1.0 - batch.done) * next_value
+    """r + gamma * (1 - terminal) * V(s'); timeouts bootstrap because done holds terminals only.
+    next_value is (B,), or (B, ...) with trailing axes (quantiles, heads) over which r and
+    done, both (B,), are broadcast."""
+    trailing = (1,) * (jnp.ndim(next_value) - 1)
+    rew = batch.rew.reshape(batch.rew.shape + trailing)
+    done = batch.done.reshape(batch.done.shape + trailing)
+    return rew + discount * (1.0 - done) * next_value
+
+
+def huber_td_loss(
+    q_taken: jnp.ndarray, target: jnp.ndarray, delta: float
+) -> tuple[jnp.ndarray, Metrics]:
+    """E[huber_δ(Q(s, a) - y)] with the target y held constant, and the metrics q_loss, q_mean,
+    target_mean. q_taken and target share one shape: (B,), or (B, K) where each of K heads
+    regresses onto its own target (the discrete Q-learners' TD loss)."""
+    target = jax.lax.stop_gradient(target)
+    loss = jnp.mean(optax.huber_loss(q_taken, target, delta=delta))
+    return loss, {"q_loss": loss, "q_mean": q_taken.mean(), "target_mean": target.mean()}
 
 
 def soft_clipped_min(q: jnp.ndarray, lam: float) -> jnp.ndarray:
@@ -164,8 +208,7 @@ def exp_weights(scaled_adv: jnp.ndarray, max_weight: float) -> jnp.ndarray:
     return jax.lax.stop_gradient(jnp.minimum(jnp.exp(scaled_adv), max_weight))
 
 
-def spec_from_dataset(dataset: Dataset, tf: Transforms) -> Spec:
-    return Spec(dataset.obs_dim, dataset.act_dim, tf, num_actions=dataset.num_actions)
+# --------------------------------------------------------------------------- update chunks
 
 
 def make_update_chunk(algo, cfg, num_steps: int):

@@ -16,7 +16,7 @@ For dataset transitions (s, a, r, s', d), d = 1 only for true terminals:
                                                                   logits, keeps them bounded)
 Update order per step (the reference's): one Adam step on L_Q (its mask from G_ω as it is)
 and one on L_G; step <- step + 1; then every `target_update_period` updates
-Q' <- τ_Q Q + (1 - τ_Q) Q' (`update_target`; τ_Q = 1 is a hard copy).
+Q' <- τ_Q Q + (1 - τ_Q) Q' (`core.update_target`; τ_Q = 1 is a hard copy).
 Acting: argmax_{a ∈ allowed(s)} Q(s, a) when deterministic, else ε-greedy on that choice with
 ε = `eval_epsilon` (the random action is uniform over all actions, as the reference's).
 
@@ -40,29 +40,28 @@ initializers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 from flax.training.train_state import TrainState
 
 from offrl.algos.bc_discrete import cross_entropy_loss
+from offrl.algos.dqn import q_network
 from offrl.core import (
     Batch,
     Metrics,
     Spec,
     action_values,
-    adam,
+    check_target_update,
     epsilon_greedy,
     gradient_step,
     greedy,
-    make_model,
+    huber_td_loss,
     td_target,
+    update_target,
 )
 from offrl.data.transforms import Transforms
-from offrl.nets.discrete import DiscreteQNet
 
 __all__ = [
     "Config",
@@ -74,7 +73,6 @@ __all__ = [
     "masked_greedy",
     "q_loss",
     "update",
-    "update_target",
 ]
 
 action_kind = "discrete"
@@ -106,22 +104,11 @@ class State:
     step: jnp.ndarray
 
 
-def check_target_update(cfg) -> None:
-    """The fields of `update_target`, for every config that has them."""
-    if cfg.target_update_period < 1:
-        raise ValueError(f"target_update_period must be >= 1, got {cfg.target_update_period}")
-    if not 0.0 < cfg.target_tau <= 1.0:
-        raise ValueError(f"target_tau must be in (0, 1], got {cfg.target_tau}")
-
-
 def q_and_classifier(cfg, spec: Spec, key: jax.Array) -> tuple[TrainState, TrainState]:
     """A Q network and a behaviour classifier of the same shape (logits over the n actions),
     each with its own Adam: discrete BCQ's G_ω and SPIBB's π̂_b."""
     k_q, k_g = jax.random.split(key)
-    net = DiscreteQNet(cfg.hidden, spec.num_actions)
-    obs = jnp.zeros((1, spec.obs_dim))
-    tx = adam(cfg.lr, eps=cfg.adam_eps)
-    return make_model(net, k_q, (obs,), tx), make_model(net, k_g, (obs,), tx)
+    return q_network(cfg, spec, k_q), q_network(cfg, spec, k_g)
 
 
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
@@ -130,7 +117,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
         raise ValueError(f"threshold must be in [0, 1), got {cfg.threshold}")
     if cfg.logit_l2 < 0:
         raise ValueError(f"logit_l2 must be >= 0, got {cfg.logit_l2}")
-    check_target_update(cfg)
+    check_target_update(cfg.target_update_period, cfg.target_tau)
     q, imitation = q_and_classifier(cfg, spec, key)
     return State(
         q=q,
@@ -157,15 +144,11 @@ def q_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray
     allowed = allowed_actions(next_logits, cfg.threshold)
     next_action = masked_greedy(state.q.apply_fn(state.q.params, batch.next_obs), allowed)
     next_value = action_values(state.q.apply_fn(state.target_q, batch.next_obs), next_action)
-    target = jax.lax.stop_gradient(td_target(batch, next_value, cfg.discount))
+    target = td_target(batch, next_value, cfg.discount)
     q_data = action_values(state.q.apply_fn(params, batch.obs), batch.act)
-    loss = jnp.mean(optax.huber_loss(q_data, target, delta=cfg.huber_delta))
-    return loss, {
-        "q_loss": loss,
-        "q_mean": q_data.mean(),
-        "target_mean": target.mean(),
-        "allowed_fraction": allowed.mean(),  # share of (s', a) pairs passing the threshold
-    }
+    loss, metrics = huber_td_loss(q_data, target, cfg.huber_delta)
+    # allowed_fraction: the share of (s', a) pairs passing the threshold
+    return loss, metrics | {"allowed_fraction": allowed.mean()}
 
 
 def imitation_loss(params, apply_fn, batch: Batch, logit_l2: float) -> tuple[jnp.ndarray, Metrics]:
@@ -176,14 +159,6 @@ def imitation_loss(params, apply_fn, batch: Batch, logit_l2: float) -> tuple[jnp
     return loss, {"imitation_loss": bc_loss, "imitation_accuracy": metrics["accuracy"]}
 
 
-def update_target(cfg, online: Any, target: Any, step: jnp.ndarray) -> Any:
-    """Every `cfg.target_update_period` updates (`step` counted after the update): target <-
-    τ online + (1 - τ) target, τ = `cfg.target_tau`. Period 1 with τ 0.005 is Polyak
-    averaging; period P with τ 1 a hard copy every P updates (DQN's)."""
-    moved = optax.incremental_update(online, target, cfg.target_tau)
-    return optax.periodic_update(moved, target, step, cfg.target_update_period)
-
-
 def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
     del key  # the update is deterministic given the batch
     q, m_q = gradient_step(state.q, q_loss, state, batch, cfg)  # mask from G_ω before its step
@@ -191,7 +166,9 @@ def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[Sta
         state.imitation, imitation_loss, state.imitation.apply_fn, batch, cfg.logit_l2
     )
     step = state.step + 1
-    target_q = update_target(cfg, q.params, state.target_q, step)
+    target_q = update_target(
+        q.params, state.target_q, step, cfg.target_update_period, cfg.target_tau
+    )
     new_state = state.replace(q=q, target_q=target_q, imitation=imitation, step=step)
     return new_state, m_q | m_g
 

@@ -19,7 +19,7 @@ The log-sum-exp is over all n actions at the batch's states; both terms of the p
 gradient (the reference's form); targets are constants.
 
 Update order per step: one Adam step on L; step <- step + 1; then every
-`target_update_period` updates Q' <- τ_Q Q + (1 - τ_Q) Q' (bcq_discrete.update_target;
+`target_update_period` updates Q' <- τ_Q Q + (1 - τ_Q) Q' (core.update_target;
 τ_Q = 1, a hard copy, by default).
 Acting: argmax_a Q(s, a) (the mean over quantiles for "qr") when deterministic, else
 ε-greedy with ε = `eval_epsilon`. No constraint at acting time: the penalty shapes Q itself.
@@ -40,29 +40,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
-from flax.training.train_state import TrainState
 
 from offrl.algos import dqn
-from offrl.algos.bcq_discrete import check_target_update, update_target
+from offrl.algos.dqn import State, q_learning_state
 from offrl.algos.qrdqn import quantile_huber_loss, target_quantiles
 from offrl.core import (
     Batch,
     Metrics,
     Spec,
     action_values,
-    adam,
+    check_target_update,
     epsilon_greedy,
     gradient_step,
     greedy,
-    make_model,
+    huber_td_loss,
     td_target,
+    update_target,
 )
-from offrl.data.transforms import Transforms
-from offrl.nets.discrete import DiscreteQNet
 
 __all__ = ["Config", "State", "act", "cql_loss", "cql_penalty", "init", "q_values", "update"]
 
@@ -89,15 +85,8 @@ class Config:
     reward_scaling: str = "none"
 
 
-@flax.struct.dataclass
-class State:
-    q: TrainState  # obs (B, d) -> (B, n) ("mean") or (B, n, N) quantiles ("qr")
-    target_q: dict  # parameters of Q'
-    tf: Transforms
-    step: jnp.ndarray
-
-
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
+    """DQN's State; q: obs (B, d) -> (B, n) ("mean") or (B, n, N) quantiles ("qr")."""
     if cfg.head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {cfg.head!r}")
     if cfg.alpha < 0:
@@ -108,11 +97,9 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
         raise ValueError("double is for head 'mean' only (the qr head's target is QR-DQN's)")
     if cfg.huber_delta <= 0:
         raise ValueError(f"huber_delta must be > 0, got {cfg.huber_delta}")
-    check_target_update(cfg)
+    check_target_update(cfg.target_update_period, cfg.target_tau)
     quantiles = cfg.num_quantiles if cfg.head == "qr" else None
-    net = DiscreteQNet(cfg.hidden, spec.num_actions, quantiles=quantiles)
-    q = make_model(net, key, (jnp.zeros((1, spec.obs_dim)),), adam(cfg.lr, eps=cfg.adam_eps))
-    return State(q=q, target_q=q.params, tf=spec.transforms, step=jnp.zeros((), jnp.int32))
+    return q_learning_state(cfg, spec, key, quantiles=quantiles)
 
 
 def q_values(output: jnp.ndarray, cfg: Config) -> jnp.ndarray:
@@ -132,9 +119,8 @@ def td_loss(output: jnp.ndarray, state: State, batch: Batch, cfg: Config) -> jnp
     if cfg.head == "qr":
         targets = jax.lax.stop_gradient(target_quantiles(state, batch, cfg))
         return jnp.mean(quantile_huber_loss(taken, targets, cfg.huber_delta))
-    next_value = dqn.next_state_value(state, batch, cfg)
-    target = jax.lax.stop_gradient(td_target(batch, next_value, cfg.discount))
-    return jnp.mean(optax.huber_loss(taken, target, delta=cfg.huber_delta))
+    target = td_target(batch, dqn.next_state_value(state, batch, cfg), cfg.discount)
+    return huber_td_loss(taken, target, cfg.huber_delta)[0]
 
 
 def cql_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray, Metrics]:
@@ -155,7 +141,9 @@ def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[Sta
     del key  # the update is deterministic given the batch
     q, metrics = gradient_step(state.q, cql_loss, state, batch, cfg)
     step = state.step + 1
-    target_q = update_target(cfg, q.params, state.target_q, step)
+    target_q = update_target(
+        q.params, state.target_q, step, cfg.target_update_period, cfg.target_tau
+    )
     return state.replace(q=q, target_q=target_q, step=step), metrics
 
 

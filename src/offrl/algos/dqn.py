@@ -40,7 +40,6 @@ from dataclasses import dataclass
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 from flax.training.train_state import TrainState
 
 from offrl.core import (
@@ -49,16 +48,29 @@ from offrl.core import (
     Spec,
     action_values,
     adam,
+    check_target_update,
     epsilon_greedy,
     gradient_step,
     greedy,
+    huber_td_loss,
     make_model,
     td_target,
+    update_target,
 )
 from offrl.data.transforms import Transforms
 from offrl.nets.discrete import DiscreteQNet
 
-__all__ = ["Config", "State", "act", "init", "next_state_value", "q_loss", "update"]
+__all__ = [
+    "Config",
+    "State",
+    "act",
+    "init",
+    "next_state_value",
+    "q_learning_state",
+    "q_loss",
+    "q_network",
+    "update",
+]
 
 action_kind = "discrete"
 
@@ -80,18 +92,31 @@ class Config:
 
 @flax.struct.dataclass
 class State:
-    q: TrainState
+    """Also the state of QR-DQN, Ensemble-DQN, REM and discrete CQL (their q adds the
+    trailing quantile or head axis)."""
+
+    q: TrainState  # Q(s, ·): obs (B, d) -> (B, n)
     target_q: dict  # parameters of Q', a periodic copy of q.params
     tf: Transforms
     step: jnp.ndarray
 
 
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
-    if cfg.target_update_period < 1:
-        raise ValueError(f"target_update_period must be >= 1, got {cfg.target_update_period}")
-    net = DiscreteQNet(cfg.hidden, spec.num_actions)
-    obs = jnp.zeros((1, spec.obs_dim))
-    q = make_model(net, key, (obs,), adam(cfg.lr, eps=cfg.adam_eps))
+    check_target_update(cfg.target_update_period)
+    return q_learning_state(cfg, spec, key)
+
+
+def q_network(cfg, spec: Spec, key: jax.Array, **layout) -> TrainState:
+    """`DiscreteQNet(cfg.hidden, n, **layout)` (layout: heads=K, quantiles=N) with Adam(cfg.lr,
+    ε = cfg.adam_eps): the Q network of every discrete algorithm."""
+    net = DiscreteQNet(cfg.hidden, spec.num_actions, **layout)
+    return make_model(net, key, (jnp.zeros((1, spec.obs_dim)),), adam(cfg.lr, eps=cfg.adam_eps))
+
+
+def q_learning_state(cfg, spec: Spec, key: jax.Array, **layout) -> State:
+    """Q from `q_network`, Q' = Q, step 0: the start of DQN and of the algorithms sharing its
+    State."""
+    q = q_network(cfg, spec, key, **layout)
     return State(q=q, target_q=q.params, tf=spec.transforms, step=jnp.zeros((), jnp.int32))
 
 
@@ -103,19 +128,16 @@ def next_state_value(state: State, batch: Batch, cfg: Config) -> jnp.ndarray:
 
 
 def q_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray, Metrics]:
-    target = jax.lax.stop_gradient(
-        td_target(batch, next_state_value(state, batch, cfg), cfg.discount)
-    )
+    target = td_target(batch, next_state_value(state, batch, cfg), cfg.discount)
     q_data = action_values(state.q.apply_fn(params, batch.obs), batch.act)
-    loss = jnp.mean(optax.huber_loss(q_data, target, delta=cfg.huber_delta))
-    return loss, {"q_loss": loss, "q_mean": q_data.mean(), "target_mean": target.mean()}
+    return huber_td_loss(q_data, target, cfg.huber_delta)
 
 
 def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
     del key  # the update is deterministic given the batch
     q, metrics = gradient_step(state.q, q_loss, state, batch, cfg)
     step = state.step + 1
-    target_q = optax.periodic_update(q.params, state.target_q, step, cfg.target_update_period)
+    target_q = update_target(q.params, state.target_q, step, cfg.target_update_period)
     return state.replace(q=q, target_q=target_q, step=step), metrics
 
 

@@ -32,26 +32,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
-from flax.training.train_state import TrainState
 
+from offrl.algos.dqn import State, q_learning_state
 from offrl.core import (
     Batch,
     Metrics,
     Spec,
     action_values,
-    adam,
+    check_target_update,
     epsilon_greedy,
     gradient_step,
     greedy,
-    make_model,
+    huber_td_loss,
     td_target,
+    update_target,
 )
-from offrl.data.transforms import Transforms
-from offrl.nets.discrete import DiscreteQNet
 
 __all__ = ["Config", "State", "act", "head_targets", "init", "q_loss", "update"]
 
@@ -73,47 +70,33 @@ class Config:
     reward_scaling: str = "none"
 
 
-@flax.struct.dataclass
-class State:
-    q: TrainState  # multi-head Q: obs (B, d) -> (B, n, K)
-    target_q: dict  # parameters of Q', a periodic copy of q.params
-    tf: Transforms
-    step: jnp.ndarray
-
-
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
-    """Also REM's init (its Config has the same fields)."""
+    """DQN's State; q is the multi-head Q: obs (B, d) -> (B, n, K). Also REM's init (its
+    Config has the same fields)."""
     if cfg.num_heads < 1:
         raise ValueError(f"num_heads must be >= 1, got {cfg.num_heads}")
     if cfg.huber_delta <= 0:
         raise ValueError(f"huber_delta must be > 0, got {cfg.huber_delta}")
-    if cfg.target_update_period < 1:
-        raise ValueError(f"target_update_period must be >= 1, got {cfg.target_update_period}")
-    net = DiscreteQNet(cfg.hidden, spec.num_actions, heads=cfg.num_heads)
-    obs = jnp.zeros((1, spec.obs_dim))
-    q = make_model(net, key, (obs,), adam(cfg.lr, eps=cfg.adam_eps))
-    return State(q=q, target_q=q.params, tf=spec.transforms, step=jnp.zeros((), jnp.int32))
+    check_target_update(cfg.target_update_period)
+    return q_learning_state(cfg, spec, key, heads=cfg.num_heads)
 
 
 def head_targets(state: State, batch: Batch, cfg: Config) -> jnp.ndarray:
     """y_k = r + γ (1 - d) max_a' Q'_k(s', a') for every head k: (B, K)."""
     next_max = state.q.apply_fn(state.target_q, batch.next_obs).max(axis=1)  # (B, K)
-    per_head = jax.vmap(lambda v: td_target(batch, v, cfg.discount), in_axes=1, out_axes=1)
-    return per_head(next_max)
+    return td_target(batch, next_max, cfg.discount)
 
 
 def q_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray, Metrics]:
-    targets = jax.lax.stop_gradient(head_targets(state, batch, cfg))
     q_data = action_values(state.q.apply_fn(params, batch.obs), batch.act)  # (B, K)
-    loss = jnp.mean(optax.huber_loss(q_data, targets, delta=cfg.huber_delta))
-    return loss, {"q_loss": loss, "q_mean": q_data.mean(), "target_mean": targets.mean()}
+    return huber_td_loss(q_data, head_targets(state, batch, cfg), cfg.huber_delta)
 
 
 def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
     del key  # the update is deterministic given the batch
     q, metrics = gradient_step(state.q, q_loss, state, batch, cfg)
     step = state.step + 1
-    target_q = optax.periodic_update(q.params, state.target_q, step, cfg.target_update_period)
+    target_q = update_target(q.params, state.target_q, step, cfg.target_update_period)
     return state.replace(q=q, target_q=target_q, step=step), metrics
 
 

@@ -43,17 +43,17 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
+from offrl.algos.dqn import q_network
 from offrl.core import (
     Batch,
     Metrics,
     Spec,
     action_values,
-    adam,
     epsilon_greedy,
     gradient_step,
     greedy,
-    make_model,
     td_target,
+    update_target,
 )
 from offrl.data.transforms import Transforms
 from offrl.nets.discrete import DiscreteQNet
@@ -88,17 +88,12 @@ class State:
     num_actions: int = flax.struct.field(pytree_node=False)  # to rebuild the net at re-init
 
 
-def _network(cfg: Config, num_actions: int) -> DiscreteQNet:
-    return DiscreteQNet(cfg.hidden, num_actions)
-
-
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     if cfg.iteration_steps < 1:
         raise ValueError(f"iteration_steps must be >= 1, got {cfg.iteration_steps}")
     if cfg.loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {cfg.loss!r}")
-    obs = jnp.zeros((1, spec.obs_dim))
-    q = make_model(_network(cfg, spec.num_actions), key, (obs,), adam(cfg.lr, eps=cfg.adam_eps))
+    q = q_network(cfg, spec, key)
     return State(
         q=q,
         target_q=q.params,
@@ -110,7 +105,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
 
 def fresh_model(cfg: Config, state: State, obs_dim: int, key: jax.Array) -> TrainState:
     """The fitted network re-initialized: new weights from `key`, new Adam moments."""
-    params = _network(cfg, state.num_actions).init(key, jnp.zeros((1, obs_dim)))
+    params = DiscreteQNet(cfg.hidden, state.num_actions).init(key, jnp.zeros((1, obs_dim)))
     q = state.q
     return q.replace(params=params, opt_state=q.tx.init(params), step=jnp.zeros_like(q.step))
 
@@ -136,7 +131,7 @@ def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[Sta
     q, metrics = gradient_step(state.q, q_loss, state, batch, cfg)
     step = state.step + 1
     boundary = step % cfg.iteration_steps == 0
-    target_q = optax.periodic_update(q.params, state.target_q, step, cfg.iteration_steps)
+    target_q = update_target(q.params, state.target_q, step, cfg.iteration_steps)  # Q_{k+1}
     if cfg.reinit:  # `key` is the step's own key (the loop folds the step into it)
         obs_dim = batch.obs.shape[-1]
         fresh = lambda: fresh_model(cfg, state, obs_dim, key)  # noqa: E731

@@ -36,26 +36,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
-from flax.training.train_state import TrainState
 
+from offrl.algos.dqn import State, q_learning_state
 from offrl.core import (
     Batch,
     Metrics,
     Spec,
     action_values,
-    adam,
+    check_target_update,
     epsilon_greedy,
     gradient_step,
     greedy,
-    make_model,
     td_target,
+    update_target,
 )
-from offrl.data.transforms import Transforms
-from offrl.nets.discrete import DiscreteQNet
 
 __all__ = [
     "Config",
@@ -87,25 +84,14 @@ class Config:
     reward_scaling: str = "none"
 
 
-@flax.struct.dataclass
-class State:
-    q: TrainState  # quantile network θ: obs (B, d) -> (B, n, N)
-    target_q: dict  # parameters of θ', a periodic copy of q.params
-    tf: Transforms
-    step: jnp.ndarray
-
-
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
+    """DQN's State; q is the quantile network θ: obs (B, d) -> (B, n, N), target_q holds θ'."""
     if cfg.num_quantiles < 1:
         raise ValueError(f"num_quantiles must be >= 1, got {cfg.num_quantiles}")
     if cfg.huber_delta <= 0:
         raise ValueError(f"huber_delta must be > 0, got {cfg.huber_delta}")
-    if cfg.target_update_period < 1:
-        raise ValueError(f"target_update_period must be >= 1, got {cfg.target_update_period}")
-    net = DiscreteQNet(cfg.hidden, spec.num_actions, quantiles=cfg.num_quantiles)
-    obs = jnp.zeros((1, spec.obs_dim))
-    q = make_model(net, key, (obs,), adam(cfg.lr, eps=cfg.adam_eps))
-    return State(q=q, target_q=q.params, tf=spec.transforms, step=jnp.zeros((), jnp.int32))
+    check_target_update(cfg.target_update_period)
+    return q_learning_state(cfg, spec, key, quantiles=cfg.num_quantiles)
 
 
 def quantile_midpoints(num_quantiles: int) -> jnp.ndarray:
@@ -153,8 +139,7 @@ def target_quantiles(state: State, batch: Batch, cfg: Config) -> jnp.ndarray:
     next_quantiles = state.q.apply_fn(state.target_q, batch.next_obs)  # (B, n, N)
     best = greedy(next_quantiles.mean(axis=-1))
     next_value = action_values(next_quantiles, best)  # (B, N)
-    per_quantile = jax.vmap(lambda v: td_target(batch, v, cfg.discount), in_axes=1, out_axes=1)
-    return per_quantile(next_value)
+    return td_target(batch, next_value, cfg.discount)
 
 
 def quantile_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray, Metrics]:
@@ -172,7 +157,7 @@ def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[Sta
     del key  # the update is deterministic given the batch
     q, metrics = gradient_step(state.q, quantile_loss, state, batch, cfg)
     step = state.step + 1
-    target_q = optax.periodic_update(q.params, state.target_q, step, cfg.target_update_period)
+    target_q = update_target(q.params, state.target_q, step, cfg.target_update_period)
     return state.replace(q=q, target_q=target_q, step=step), metrics
 
 

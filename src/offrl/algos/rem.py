@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import optax
 
 from offrl.algos.ensemble_dqn import State, act, init
-from offrl.core import Batch, Metrics, action_values, gradient_step, td_target
+from offrl.core import Batch, Metrics, action_values, gradient_step, td_target, update_target
 
 __all__ = [
     "Config",
@@ -97,5 +97,5 @@ def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[Sta
     alpha = random_convex_weights(key, cfg.num_heads)  # one mixture per minibatch
     q, metrics = gradient_step(state.q, q_loss, state, batch, cfg, alpha)
     step = state.step + 1
-    target_q = optax.periodic_update(q.params, state.target_q, step, cfg.target_update_period)
+    target_q = update_target(q.params, state.target_q, step, cfg.target_update_period)
     return state.replace(q=q, target_q=target_q, step=step), metrics

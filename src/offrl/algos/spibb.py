@@ -54,23 +54,19 @@ from dataclasses import dataclass
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 from flax.training.train_state import TrainState
 
-from offrl.algos.bcq_discrete import (
-    check_target_update,
-    imitation_loss,
-    masked_greedy,
-    q_and_classifier,
-    update_target,
-)
+from offrl.algos.bcq_discrete import imitation_loss, masked_greedy, q_and_classifier
 from offrl.core import (
     Batch,
     Metrics,
     Spec,
     action_values,
+    check_target_update,
     gradient_step,
+    huber_td_loss,
     td_target,
+    update_target,
 )
 from offrl.data.transforms import Transforms
 
@@ -123,7 +119,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
         raise ValueError(f"pseudo_count must be > 0, got {cfg.pseudo_count}")
     if cfg.logit_l2 < 0:
         raise ValueError(f"logit_l2 must be >= 0, got {cfg.logit_l2}")
-    check_target_update(cfg)
+    check_target_update(cfg.target_update_period, cfg.target_tau)
     q, behaviour = q_and_classifier(cfg, spec, key)
     return State(
         q=q,
@@ -166,15 +162,11 @@ def q_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray
     next_policy, boot = policy_probs(state, batch.next_obs, cfg, chooser)
     next_q_target = state.q.apply_fn(state.target_q, batch.next_obs)
     next_value = jnp.sum(next_policy * next_q_target, axis=-1)
-    target = jax.lax.stop_gradient(td_target(batch, next_value, cfg.discount))
+    target = td_target(batch, next_value, cfg.discount)
     q_data = action_values(state.q.apply_fn(params, batch.obs), batch.act)
-    loss = jnp.mean(optax.huber_loss(q_data, target, delta=cfg.huber_delta))
-    return loss, {
-        "q_loss": loss,
-        "q_mean": q_data.mean(),
-        "target_mean": target.mean(),
-        "bootstrapped_fraction": boot.mean(),  # share of (s', a) pairs in B
-    }
+    loss, metrics = huber_td_loss(q_data, target, cfg.huber_delta)
+    # bootstrapped_fraction: the share of (s', a) pairs in B
+    return loss, metrics | {"bootstrapped_fraction": boot.mean()}
 
 
 def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
@@ -184,7 +176,9 @@ def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[Sta
         state.behaviour, imitation_loss, state.behaviour.apply_fn, batch, cfg.logit_l2
     )
     step = state.step + 1
-    target_q = update_target(cfg, q.params, state.target_q, step)
+    target_q = update_target(
+        q.params, state.target_q, step, cfg.target_update_period, cfg.target_tau
+    )
     new_state = state.replace(q=q, target_q=target_q, behaviour=behaviour, step=step)
     return new_state, m_q | m_b
 
