@@ -1,8 +1,9 @@
 """Experiment 3 of issue 5: the discrete benchmark table.
 
 BC, DQN, Double DQN, QR-DQN, REM, discrete BCQ and discrete CQL trained offline on the
-noisy-snapshot and replay datasets of CartPole, Acrobot and LunarLander. Prints the final
-return (mean ± std over seeds, greedy policy) next to two references per dataset:
+noisy-snapshot and replay datasets of CartPole, Acrobot and LunarLander (`--suite minatar`:
+MinAtar Breakout and Space Invaders). Prints the final return (mean ± std over seeds, greedy
+policy) next to two references per dataset:
 
 - noisy-snapshot: the noise-free behaviour policy (the snapshot at ε = 0.001), the comparison
   of Fujimoto, Conti, Ghavamzadeh & Pineau (2019), "Benchmarking Batch Deep RL Algorithms in
@@ -14,19 +15,22 @@ return (mean ± std over seeds, greedy policy) next to two references per datase
 Cells marked * exceed the reference. Writes a grouped bar chart (returns normalized from
 random = 0 to expert = 100, so the tasks share an axis).
 
-One setting for every algorithm and task (no per-task tuning): 64-64 MLPs, batch 64, Adam
-3e-4, γ = 0.99, 20k updates, targets copied every 100 updates; QR-DQN and the QR head of
-discrete CQL use 50 quantiles instead of the Atari 200 (sb3-contrib's QR-DQN default; the
-200x200 pairwise quantile loss costs more than the network at these sizes). BC is trained on
-all the data.
+One setting for every algorithm and task (no per-task tuning): MLPs of 64-64 for the classic
+control tasks and 256-256 (the behaviour agents' widths) for MinAtar's 400- and 600-input
+grids, batch 64, Adam 3e-4, γ = 0.99, 20k updates, targets copied every 100 updates;
+QR-DQN and the QR head of discrete CQL use 50 quantiles instead of the Atari 200
+(sb3-contrib's QR-DQN default; at 200 the 64x200x200 pairwise quantile loss outgrows the
+CPU's cache and costs 40 ms per update, at 50 0.5 ms). BC is trained on all the data.
 
-    python benchmarks/discrete_table.py                # ~1 h on a 2-core CPU
-    python benchmarks/discrete_table.py --no-run       # table + PNG from the results
+    python benchmarks/discrete_table.py                   # CartPole, Acrobot, LunarLander
+    python benchmarks/discrete_table.py --suite minatar   # Breakout, Space Invaders
+    python benchmarks/discrete_table.py --no-run          # table + PNG from the results
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -47,31 +51,42 @@ from offrl.data.recipes.discrete import DQN
 from offrl.envs.registry import normalized_score
 from offrl.training import SUMMARY_FILE
 
-TASKS = ("cartpole", "acrobot", "lunarlander")
 KINDS = ("noisy-snapshot", "replay")
-DATASETS = [f"{task}-{kind}" for task in TASKS for kind in KINDS]
-SMALL = {"hidden": [64, 64]}
-# A target copy every 1000 updates (the algorithms' Atari-derived default) gives only 20
-# backups in 20k updates: too few to carry values across episodes hundreds of steps long.
-# 100 is the behaviour agents' (Dopamine's CartPole/Acrobot setting).
-Q = SMALL | {"target_update_period": 100}
+SUITES = {  # tasks, network widths, default results directory
+    "classic": (("cartpole", "acrobot", "lunarlander"), [64, 64], "runs/exp/discrete_table"),
+    # The MinAtar behaviour agents' own widths (400 and 600 inputs, not 4 to 8).
+    "minatar": (("breakout", "space-invaders"), [256, 256], "runs/exp/discrete_table_minatar"),
+}
 QUANTILES = {"num_quantiles": 50}
-ALGOS = [
-    {"algo": "bc_discrete", "label": "bc", "set": SMALL},
-    {"algo": "dqn", "label": "dqn", "set": Q},
-    {"algo": "ddqn", "label": "ddqn", "set": Q},
-    {"algo": "qrdqn", "label": "qrdqn", "set": Q | QUANTILES},
-    {"algo": "rem", "label": "rem", "set": Q},
-    {"algo": "bcq_discrete", "label": "bcq", "set": Q},
-    {"algo": "cql_discrete", "label": "cql", "set": Q},
-    {"algo": "cql_discrete", "label": "cql_qr", "set": Q | QUANTILES | {"head": "qr"}},
-]
+
+
+def datasets_of(suite: str) -> list[str]:
+    return [f"{task}-{kind}" for task in SUITES[suite][0] for kind in KINDS]
+
+
+def algos(hidden: list[int]) -> list[dict]:
+    net = {"hidden": hidden}
+    # A target copy every 1000 updates (the algorithms' Atari-derived default) gives only 20
+    # backups in 20k updates: too few to carry values across episodes hundreds of steps
+    # long. 100 is the behaviour agents' (Dopamine's CartPole/Acrobot setting).
+    q = net | {"target_update_period": 100}
+    return [
+        {"algo": "bc_discrete", "label": "bc", "set": net},
+        {"algo": "dqn", "label": "dqn", "set": q},
+        {"algo": "ddqn", "label": "ddqn", "set": q},
+        {"algo": "qrdqn", "label": "qrdqn", "set": q | QUANTILES},
+        {"algo": "rem", "label": "rem", "set": q},
+        {"algo": "bcq_discrete", "label": "bcq", "set": q},
+        {"algo": "cql_discrete", "label": "cql", "set": q},
+        {"algo": "cql_discrete", "label": "cql_qr", "set": q | QUANTILES | {"head": "qr"}},
+    ]
 
 
 def references(dataset: str) -> dict[str, float]:
     """The dataset's own mean return, the reference policy's return (see the module
     docstring) and the task's random and expert returns (for the normalized chart)."""
-    task, kind = dataset.split("-", 1)
+    env, kind = recipes.split_name(dataset)
+    task = env.slug
     snapshots = recipes.manifest()[task]["agents"][DQN]["snapshots"]
     reference = snapshots["noisy-snapshot" if kind == "noisy-snapshot" else "expert"]
     random, expert = recipes.reference_returns(task)
@@ -111,17 +126,26 @@ def data_return_to_go(dataset: str, discount: float = 0.99) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = common_args(__doc__.splitlines()[0], "runs/exp/discrete_table", 20_000, 3)
-    parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
+    parser = common_args(__doc__.splitlines()[0], "", 20_000, 3)
+    parser.add_argument("--suite", choices=SUITES, default="classic")
+    parser.add_argument("--datasets", nargs="+", help="a part of the suite's datasets")
+    parser.add_argument("--evals", type=int, default=10, help="evaluations per run")
+    parser.add_argument("--eval-episodes", type=int, default=10)
     args = parser.parse_args(argv)
+    _, hidden, out = SUITES[args.suite]
+    args.out = args.out if str(args.out) not in ("", ".") else Path(out)
+    args.datasets = args.datasets or datasets_of(args.suite)
+    unknown = set(args.datasets) - set(datasets_of(args.suite))
+    if unknown:
+        raise SystemExit(f"--datasets: not in the {args.suite} suite: {sorted(unknown)}")
     spec = {
-        "name": "discrete-table",
-        "algos": select(ALGOS, args.only),
+        "name": "discrete-table" + ("" if args.suite == "classic" else f"-{args.suite}"),
+        "algos": select(algos(hidden), args.only),
         "datasets": args.datasets,
         "seeds": args.seeds,
         "steps": args.steps,
-        "eval_every": args.steps // 10,
-        "eval_episodes": 10,
+        "eval_every": args.steps // args.evals,
+        "eval_episodes": args.eval_episodes,
         "chunk_size": 1000,
         "resources": {"num_cpus": 1},
     }
@@ -131,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         (d, lab): final_returns(results, d, lab) for d in args.datasets for lab in results.labels
     }
     print(
-        f"Final return after {args.steps} updates (greedy, 10 episodes), mean ± std over "
+        f"Final return after {args.steps} updates (greedy, {args.eval_episodes} episodes), "
+        "mean ± std over "
         "seeds; * above the reference (noisy-snapshot: the noise-free behaviour policy; "
         "replay: the online DQN's best policy)\n"
     )
@@ -166,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         ]
         print(f"\nabove the reference on every {kind} dataset: {', '.join(winners) or 'none'}")
-    figure = args.figure or FIGURES / "discrete_table.png"
+    figure = args.figure or FIGURES / f"discrete_table_{args.suite}.png"
     print(f"\nfigure: {plot(args.datasets, results.labels, finals, refs, figure)}")
     return 0
 
