@@ -161,6 +161,7 @@ def test_registered_as_discrete():
         ({"target_update_period": 0}, "target_update_period must be >= 1, got 0"),
         ({"target_tau": 0.0}, "target_tau must be in (0, 1], got 0.0"),
         ({"target_tau": 1.5}, "target_tau must be in (0, 1], got 1.5"),
+        ({"huber_delta": 0.0}, "huber_delta must be > 0, got 0.0"),
     ],
 )
 def test_bad_config_is_refused(state, overrides, message):

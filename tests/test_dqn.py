@@ -111,6 +111,13 @@ def test_ddqn_is_dqn_with_the_double_target():
     assert ddqn.Config(double=False).__dict__ == dqn.Config().__dict__
 
 
-def test_bad_target_period_is_refused(state):
-    with pytest.raises(ValueError, match="target_update_period must be >= 1, got 0"):
-        dqn.init(config(target_update_period=0), core.Spec(3, 1, state.tf, 2), jax.random.key(0))
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"target_update_period": 0}, "target_update_period must be >= 1, got 0"),
+        ({"huber_delta": -1.0}, "huber_delta must be > 0, got -1.0"),
+    ],
+)
+def test_bad_config_is_refused(state, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        dqn.init(config(**overrides), core.Spec(3, 1, state.tf, 2), jax.random.key(0))

@@ -154,6 +154,7 @@ def test_registered_as_discrete():
         ({"logit_l2": -0.5}, "logit_l2 must be >= 0, got -0.5"),
         ({"target_update_period": 0}, "target_update_period must be >= 1, got 0"),
         ({"target_tau": 2.0}, "target_tau must be in (0, 1], got 2.0"),
+        ({"huber_delta": 0.0}, "huber_delta must be > 0, got 0.0"),
     ],
 )
 def test_bad_config_is_refused(state, overrides, message):

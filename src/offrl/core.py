@@ -128,6 +128,12 @@ def check_target_update(period: int, tau: float = 1.0) -> None:
         raise ValueError(f"target_tau must be in (0, 1], got {tau}")
 
 
+def check_huber_delta(delta: float) -> None:
+    """κ of a (quantile) Huber TD loss: the loss is quadratic inside |u| <= κ, linear outside."""
+    if delta <= 0:
+        raise ValueError(f"huber_delta must be > 0, got {delta}")
+
+
 def update_target(
     online: Any, target: Any, step: jnp.ndarray, period: int, tau: float = 1.0
 ) -> Any:

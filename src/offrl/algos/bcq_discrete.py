@@ -53,6 +53,7 @@ from offrl.core import (
     Metrics,
     Spec,
     action_values,
+    check_huber_delta,
     check_target_update,
     epsilon_greedy,
     gradient_step,
@@ -117,6 +118,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
         raise ValueError(f"threshold must be in [0, 1), got {cfg.threshold}")
     if cfg.logit_l2 < 0:
         raise ValueError(f"logit_l2 must be >= 0, got {cfg.logit_l2}")
+    check_huber_delta(cfg.huber_delta)
     check_target_update(cfg.target_update_period, cfg.target_tau)
     q, imitation = q_and_classifier(cfg, spec, key)
     return State(

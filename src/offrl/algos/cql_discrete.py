@@ -51,6 +51,7 @@ from offrl.core import (
     Metrics,
     Spec,
     action_values,
+    check_huber_delta,
     check_target_update,
     epsilon_greedy,
     gradient_step,
@@ -95,8 +96,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
         raise ValueError(f"num_quantiles must be >= 1, got {cfg.num_quantiles}")
     if cfg.head == "qr" and cfg.double:
         raise ValueError("double is for head 'mean' only (the qr head's target is QR-DQN's)")
-    if cfg.huber_delta <= 0:
-        raise ValueError(f"huber_delta must be > 0, got {cfg.huber_delta}")
+    check_huber_delta(cfg.huber_delta)
     check_target_update(cfg.target_update_period, cfg.target_tau)
     quantiles = cfg.num_quantiles if cfg.head == "qr" else None
     return q_learning_state(cfg, spec, key, quantiles=quantiles)

@@ -48,6 +48,7 @@ from offrl.core import (
     Spec,
     action_values,
     adam,
+    check_huber_delta,
     check_target_update,
     epsilon_greedy,
     gradient_step,
@@ -102,6 +103,7 @@ class State:
 
 
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
+    check_huber_delta(cfg.huber_delta)
     check_target_update(cfg.target_update_period)
     return q_learning_state(cfg, spec, key)
 

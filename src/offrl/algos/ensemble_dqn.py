@@ -41,6 +41,7 @@ from offrl.core import (
     Metrics,
     Spec,
     action_values,
+    check_huber_delta,
     check_target_update,
     epsilon_greedy,
     gradient_step,
@@ -75,8 +76,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     Config has the same fields)."""
     if cfg.num_heads < 1:
         raise ValueError(f"num_heads must be >= 1, got {cfg.num_heads}")
-    if cfg.huber_delta <= 0:
-        raise ValueError(f"huber_delta must be > 0, got {cfg.huber_delta}")
+    check_huber_delta(cfg.huber_delta)
     check_target_update(cfg.target_update_period)
     return q_learning_state(cfg, spec, key, heads=cfg.num_heads)
 

@@ -46,6 +46,7 @@ from offrl.core import (
     Metrics,
     Spec,
     action_values,
+    check_huber_delta,
     check_target_update,
     epsilon_greedy,
     gradient_step,
@@ -88,8 +89,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     """DQN's State; q is the quantile network θ: obs (B, d) -> (B, n, N), target_q holds θ'."""
     if cfg.num_quantiles < 1:
         raise ValueError(f"num_quantiles must be >= 1, got {cfg.num_quantiles}")
-    if cfg.huber_delta <= 0:
-        raise ValueError(f"huber_delta must be > 0, got {cfg.huber_delta}")
+    check_huber_delta(cfg.huber_delta)
     check_target_update(cfg.target_update_period)
     return q_learning_state(cfg, spec, key, quantiles=cfg.num_quantiles)
 

@@ -62,6 +62,7 @@ from offrl.core import (
     Metrics,
     Spec,
     action_values,
+    check_huber_delta,
     check_target_update,
     gradient_step,
     huber_td_loss,
@@ -119,6 +120,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
         raise ValueError(f"pseudo_count must be > 0, got {cfg.pseudo_count}")
     if cfg.logit_l2 < 0:
         raise ValueError(f"logit_l2 must be >= 0, got {cfg.logit_l2}")
+    check_huber_delta(cfg.huber_delta)
     check_target_update(cfg.target_update_period, cfg.target_tau)
     q, behaviour = q_and_classifier(cfg, spec, key)
     return State(
