@@ -11,7 +11,7 @@ from helpers import random_dataset
 from scipy import stats
 
 from offrl.data.dataset import Dataset
-from offrl.data.transforms import Transforms, make_transforms
+from offrl.data.transforms import Transforms, column_mean_std, make_transforms
 from offrl.nets import QEnsemble
 from offrl.nets.policies import gaussian_log_prob, tanh_gaussian_log_prob, tanh_gaussian_sample
 
@@ -118,6 +118,14 @@ def test_observation_normalization():
     np.testing.assert_allclose(z.std(0), obs.std(0) / (obs.std(0) + 1e-3), rtol=1e-4)
     plain = make_transforms(ds, normalize_obs=False)
     np.testing.assert_allclose(plain.obs(jnp.asarray(ds.observations)), ds.observations)
+
+
+def test_column_statistics_in_blocks_match_the_whole_array():
+    # 10 rows in blocks of 4 (4 + 4 + 2): the same mean and std as numpy on the float64 copy
+    x = np.array([[1, 10], [2, 20], [3, 30], [4, 40], [5, 50]] * 2, np.float32)
+    mean, std = column_mean_std(x, rows=4)
+    np.testing.assert_allclose(mean, [3.0, 30.0], rtol=1e-12)
+    np.testing.assert_allclose(std, [np.sqrt(2.0), np.sqrt(200.0)], rtol=1e-12)
 
 
 def tiny_dataset(rewards) -> Dataset:

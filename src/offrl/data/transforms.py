@@ -46,6 +46,22 @@ class Transforms:
         return rew * self.reward_scale + self.reward_shift
 
 
+def column_mean_std(x: np.ndarray, rows: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and (population) standard deviation in float64, accumulated over
+    blocks of `rows`: a float64 copy of a large dataset's observations (1M x 600 floats:
+    4.8 GB, plus as much again for the deviations) is never made."""
+    n = len(x)
+    total = np.zeros(x.shape[1:], np.float64)
+    for start in range(0, n, rows):
+        total += x[start : start + rows].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    squares = np.zeros_like(mean)
+    for start in range(0, n, rows):
+        deviation = x[start : start + rows].astype(np.float64) - mean
+        squares += np.square(deviation).sum(axis=0)
+    return mean, np.sqrt(squares / n)
+
+
 def make_transforms(
     dataset: Dataset, normalize_obs: bool, reward_scaling: str = "none", eps: float = 1e-3
 ) -> Transforms:
@@ -54,9 +70,9 @@ def make_transforms(
     reward_scaling: "none"; or "return_range", IQL's locomotion recipe
     r * 1000 / (max episode return - min episode return).
     """
-    obs = dataset.observations.astype(np.float64)
     if normalize_obs:
-        mean, std = obs.mean(axis=0), obs.std(axis=0) + eps
+        mean, std = column_mean_std(dataset.observations)
+        std = std + eps
     else:
         mean, std = np.zeros(dataset.obs_dim), np.ones(dataset.obs_dim)
     scale = 1.0
