@@ -1,5 +1,10 @@
 """Tabular batch RL in numpy: finite MDPs, batch Q-learning vs tabular BCQ, and the BEAR
-lineworld (distribution matching vs a support constraint). See docs/tabular.md."""
+lineworld (distribution matching vs a support constraint). See docs/tabular.md.
+
+A package of its own rather than DESIGN.md's envs/tabular.py and envs/lineworld.py: besides
+the worlds it holds exact solvers and tabular algorithms (value iteration, batch Q-learning,
+BCQ, the KL-regularized soft policy), which are not environments, and it needs neither
+gymnasium nor JAX."""
 
 from offrl.tabular.algorithms import (
     SoftSolution,
