@@ -16,9 +16,17 @@ constraint (BEAR) does well on both.
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
-from experiments import FIGURES, common_args, markdown_table, mean_std, records, run, save, select
+from experiments import (
+    FIGURES,
+    common_args,
+    grouped_bars,
+    markdown_table,
+    mean_std,
+    records,
+    run,
+    select,
+)
 
 from offrl.data import recipes
 
@@ -95,23 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def plot(results, finals, figure):
-    fig, ax = plt.subplots(figsize=(11, 4.2))
-    labels, width = results.labels, 0.8 / max(len(results.labels), 1)
-    x = np.arange(len(DATASETS))
-    for i, lab in enumerate(labels):
-        means = [np.mean(finals[d, lab]) if finals[d, lab] else np.nan for d in DATASETS]
-        stds = [np.std(finals[d, lab]) if finals[d, lab] else 0.0 for d in DATASETS]
-        ax.bar(x - 0.4 + (i + 0.5) * width, means, width, yerr=stds, label=lab, capsize=2)
-    for i, d in enumerate(DATASETS):
-        ax.hlines(
-            data_score(d), i - 0.45, i + 0.45, color="k", lw=2, label="data" if i == 0 else None
-        )
-    ax.set_xticks(x, DATASETS, rotation=15)
-    ax.set_ylabel("final normalized score")
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(ncol=len(labels) + 1, fontsize="small")
-    return save(fig, figure)
+    refs = {d: data_score(d) for d in DATASETS}
+    return grouped_bars(
+        finals, DATASETS, results.labels, refs, "data", "final normalized score", figure
+    )
 
 
 if __name__ == "__main__":

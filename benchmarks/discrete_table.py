@@ -33,17 +33,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from experiments import (
     FIGURES,
     common_args,
+    grouped_bars,
     last_values,
     markdown_table,
     mean_std,
     records,
     run,
-    save,
     select,
 )
 
@@ -207,23 +206,10 @@ def plot(datasets, labels, finals, refs, figure):
     def norm(d: str, value: float) -> float:
         return normalized_score(value, refs[d]["random"], refs[d]["expert"])
 
-    fig, ax = plt.subplots(figsize=(12, 4.2))
-    width = 0.8 / max(len(labels), 1)
-    x = np.arange(len(datasets))
-    for i, lab in enumerate(labels):
-        scores = [[norm(d, v) for v in finals[d, lab]] for d in datasets]
-        means = [np.mean(s) if s else np.nan for s in scores]
-        stds = [np.std(s) if s else 0.0 for s in scores]
-        ax.bar(x - 0.4 + (i + 0.5) * width, means, width, yerr=stds, label=lab, capsize=2)
-    for i, d in enumerate(datasets):
-        ref = norm(d, refs[d]["reference"])
-        ax.hlines(ref, i - 0.45, i + 0.45, color="k", lw=2, label="reference" if i == 0 else None)
-    ax.set_xticks(x, datasets, rotation=15)
-    ax.set_ylabel("final return, normalized (random 0, expert 100)")
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(ncol=len(labels) + 1, fontsize="small")
-    return save(fig, figure)
+    scores = {key: [norm(key[0], v) for v in values] for key, values in finals.items()}
+    reference = {d: norm(d, refs[d]["reference"]) for d in datasets}
+    ylabel = "final return, normalized (random 0, expert 100)"
+    return grouped_bars(scores, datasets, labels, reference, "reference", ylabel, figure, 12.0)
 
 
 if __name__ == "__main__":

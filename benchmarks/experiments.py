@@ -125,3 +125,32 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def grouped_bars(
+    values: dict[tuple[str, str], list[float]],
+    groups: list[str],
+    labels: list[str],
+    references: dict[str, float],
+    reference_label: str,
+    ylabel: str,
+    figure: Path,
+    width_inches: float = 11.0,
+) -> Path:
+    """A bar per (group, label): the mean of values[group, label] with its std over seeds as
+    the error bar, and a black line per group at references[group]."""
+    fig, ax = plt.subplots(figsize=(width_inches, 4.2))
+    width, x = 0.8 / max(len(labels), 1), np.arange(len(groups))
+    for i, lab in enumerate(labels):
+        means = [np.mean(values[g, lab]) if values[g, lab] else np.nan for g in groups]
+        stds = [np.std(values[g, lab]) if values[g, lab] else 0.0 for g in groups]
+        ax.bar(x - 0.4 + (i + 0.5) * width, means, width, yerr=stds, label=lab, capsize=2)
+    for i, g in enumerate(groups):
+        label = reference_label if i == 0 else None
+        ax.hlines(references[g], i - 0.45, i + 0.45, color="k", lw=2, label=label)
+    ax.set_xticks(x, groups, rotation=15)
+    ax.set_ylabel(ylabel)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
+    return save(fig, figure)
