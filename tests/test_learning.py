@@ -44,22 +44,27 @@ BUDGET = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(BUDGET))
-def test_beats_random_policy(name, tmp_path):
-    steps, overrides = BUDGET[name]
+def final_score(name: str, dataset: str, steps: int, overrides: dict, out) -> float:
+    """The normalized score of 10 evaluation episodes after `steps` updates (seed 0, 64-64)."""
     summary = offrl.train(
         name,
-        "pendulum-medium-expert",
+        dataset,
         steps=steps,
         seed=0,
-        out=tmp_path / name,
+        out=out / name,
         overrides={"hidden": (64, 64), **overrides},
         eval_every=steps,
         eval_episodes=10,
         chunk_size=500,
         progress=False,
     )
-    assert summary["final_normalized_score"] >= 30, summary
+    return summary["final_normalized_score"]
+
+
+@pytest.mark.parametrize("name", sorted(BUDGET))
+def test_beats_random_policy(name, tmp_path):
+    steps, overrides = BUDGET[name]
+    assert final_score(name, "pendulum-medium-expert", steps, overrides, tmp_path) >= 30
 
 
 # Discrete algorithms on CartPole-v1 (random 23.0, expert 500: 10 normalized points is a
@@ -83,16 +88,4 @@ DISCRETE_BUDGET = {
 @pytest.mark.parametrize("name", sorted(DISCRETE_BUDGET))
 def test_discrete_beats_random_policy(name, tmp_path):
     dataset, steps, overrides = DISCRETE_BUDGET[name]
-    summary = offrl.train(
-        name,
-        dataset,
-        steps=steps,
-        seed=0,
-        out=tmp_path / name,
-        overrides={"hidden": (64, 64), **overrides},
-        eval_every=steps,
-        eval_episodes=10,
-        chunk_size=500,
-        progress=False,
-    )
-    assert summary["final_normalized_score"] >= 10, summary
+    assert final_score(name, dataset, steps, overrides, tmp_path) >= 10
