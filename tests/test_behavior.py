@@ -99,7 +99,7 @@ def test_resume_refuses_a_different_config_and_fewer_steps(tmp_path):
     [
         (["behavior", "train", "Pendulum-v1", "--set", "nope=1"], "unknown config field"),
         (["behavior", "train", "NoSuchEnv-v0", "--steps", "10"], "NoSuchEnv-v0"),
-        (["behavior", "train", "CartPole-v1", "--steps", "10"], "continuous"),
+        (["behavior", "train", "CartPole-v1", "--algo", "sac", "--steps", "10"], "continuous"),
         (["behavior", "train", "Pendulum-v1", "--start-steps", "75"], "multiples"),
         (["behavior", "publish", "x", "--env", "moon"], "moon"),
     ],
