@@ -120,6 +120,19 @@ def env_transforms(env: gym.Env) -> Transforms:
     )
 
 
+def progress_bar(bc, step: int, enabled: bool) -> tqdm:
+    """The behaviour loops' bar over environment steps; per-episode postfixes are shown at
+    tqdm's own refresh rate, not forced (a redirected log would get a line per episode)."""
+    return tqdm(
+        total=bc.steps,
+        initial=step,
+        disable=not enabled,
+        unit="step",
+        desc=f"{bc.algo} {bc.env_id}",
+        dynamic_ncols=True,
+    )
+
+
 def episode_seed(seed: int, episode: int) -> int:
     return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
 
@@ -241,14 +254,7 @@ class _OnlineRun:
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict:
         bc = self.bc
-        bar = tqdm(
-            total=bc.steps,
-            initial=self.step,
-            disable=not self.progress,
-            unit="step",
-            desc=f"{bc.algo} {bc.env_id}",
-            dynamic_ncols=True,
-        )
+        bar = progress_bar(bc, self.step, self.progress)
         last_checkpoint = self.step
         started, steps_at_start = time.perf_counter(), self.step
         while self.step < bc.steps:
@@ -259,6 +265,7 @@ class _OnlineRun:
             bar.set_postfix(
                 ret=f"{ret:.0f}",
                 **{k: f"{v:.3g}" for k, v in self.metrics.items() if k in ("q_mean", "alpha")},
+                refresh=False,
             )
             if self.step - last_checkpoint >= bc.checkpoint_every or self.step >= bc.steps:
                 self._checkpoint()

@@ -67,6 +67,7 @@ from offrl.behavior.online import (
     episode_seed,
     make_fused_update,
     open_run_dir,
+    progress_bar,
     read_jsonl,
     snapshot_path,
 )
@@ -347,14 +348,7 @@ class _DQNRun:
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict:
         bc = self.bc
-        bar = tqdm(
-            total=bc.steps,
-            initial=self.step,
-            disable=not self.progress,
-            unit="step",
-            desc=f"{bc.algo} {bc.env_id}",
-            dynamic_ncols=True,
-        )
+        bar = progress_bar(bc, self.step, self.progress)
         last_checkpoint = self.step
         started, steps_at_start = time.perf_counter(), self.step
         while self.step < bc.steps:
@@ -363,7 +357,7 @@ class _DQNRun:
                 continue
             record = {"step": self.step, "return": ret, "length": length}
             append_jsonl(self.out / EPISODE_LOG, record | {"epsilon": epsilon_at(bc, self.step)})
-            bar.set_postfix(ret=f"{ret:.0f}", eps=f"{epsilon_at(bc, self.step):.3f}")
+            bar.set_postfix(ret=f"{ret:.0f}", eps=f"{epsilon_at(bc, self.step):.3f}", refresh=False)
             due = self.step - last_checkpoint >= bc.checkpoint_every or self.step >= bc.steps
             if ended and due:  # only at episode ends: a resumed run starts a fresh episode
                 self._checkpoint()
