@@ -16,9 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# Two xdist workers, whole files per worker (module fixtures are built once); the JAX
+# compilation cache they share is set up in tests/conftest.py. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q --durations=20
+	$(BIN)/python -m pytest -q --durations=20 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # Long learning tests (marked slow), not run by CI.
 test-slow: setup

@@ -35,7 +35,7 @@ from experiments import (
     select,
 )
 
-from offrl.data import recipes
+from offrl import recipes
 
 ENV = "halfcheetah"
 SETTINGS = ("final-buffer", "concurrent", "imitation", "imperfect")

@@ -34,8 +34,8 @@ from experiments import (
     select,
 )
 
-from offrl.data import load_dataset
 from offrl.data.io import write_npz
+from offrl.recipes import load_dataset
 
 SOURCE = "halfcheetah-expert"
 EPISODES = {"10k": 10, "100k": 100}  # 1000-step episodes: 10^4 and 10^5 transitions

@@ -28,7 +28,7 @@ from experiments import (
     select,
 )
 
-from offrl.data import recipes
+from offrl import recipes
 
 DATASETS = [
     f"{env}-{kind}" for env in ("hopper", "halfcheetah") for kind in ("random", "medium", "expert")

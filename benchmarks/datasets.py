@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from offrl.data import load_dataset, recipes
+from offrl import recipes
 from offrl.envs.registry import D4RL_REFERENCE_RETURNS
 
 
@@ -22,7 +22,7 @@ def row(name: str, remake: bool) -> str:
         recipes.make(name, overwrite=recipes.cache_path(name).exists())
     stored = recipes.stored_metadata(name)
     if "return_std" not in stored:  # made before the summary held it: read the data
-        ds = load_dataset(name)
+        ds = recipes.load_dataset(name)
         returns = ds.episode_returns()
         stored |= {"transitions": len(ds), "return_std": float(returns.std())}
     return (

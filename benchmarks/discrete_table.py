@@ -46,9 +46,9 @@ from experiments import (
     select,
 )
 
-from offrl.data import recipes
-from offrl.data.recipes.discrete import DQN
+from offrl import recipes
 from offrl.envs.registry import normalized_score
+from offrl.recipes.discrete import DQN
 from offrl.training import SUMMARY_FILE
 
 KINDS = ("noisy-snapshot", "replay")

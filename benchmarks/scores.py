@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import offrl
+from offrl.algos import parse_overrides
 from offrl.atomic import atomic_write_json
 from offrl.bench import SWEEP_JSON
 from offrl.bench import tables as bench_tables
-from offrl.training import parse_overrides
 
 # Per-algorithm overrides used for the Pendulum tables, with the reason in docs/algos (the
 # same as tests/test_learning.py's): IQL's β and AWAC's λ / CRR's β are temperatures in

@@ -31,12 +31,13 @@ import jax
 import numpy as np
 
 import offrl
+from offrl.algos import make_algo_config, parse_overrides
 from offrl.atomic import atomic_write, atomic_write_json
 from offrl.data.transforms import make_transforms
 from offrl.envs.registry import reference_scores
 from offrl.errors import DivergenceError
 from offrl.evaluate import evaluate
-from offrl.training import eval_seed, make_algo_config, parse_overrides
+from offrl.training import eval_seed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ is not a package
 import speed  # noqa: E402  (its d3rlpy import and MDPDataset helpers)

@@ -12,8 +12,8 @@ import pytest
 from helpers import random_dataset, random_discrete_dataset
 
 from offrl import algos, checkpoint, core
+from offrl.core import template_spec
 from offrl.data.transforms import make_transforms
-from offrl.training import template_spec
 
 SMALL = {"hidden": (16, 16), "batch_size": 32}
 OBS_DIM, ACT_DIM, NUM_ACTIONS = 5, 2, 3

@@ -13,11 +13,10 @@ import pytest
 from helpers import random_dataset
 
 from offrl import core
-from offrl.algos import bcq
+from offrl.algos import bcq, make_algo_config
 from offrl.data.transforms import make_transforms
 from offrl.errors import ConfigError
 from offrl.nets.vae import elbo_terms, vae_loss
-from offrl.training import make_algo_config
 
 OBS_DIM, ACT_DIM, HIDDEN = 3, 2, (8, 8)
 OUT = f"Dense_{len(HIDDEN)}"  # the output layer of an MLP

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 import offrl.envs  # noqa: F401  (registers the MinAtar ids)
+from offrl import recipes
 from offrl.behavior import online_dqn
 from offrl.behavior.online import read_jsonl
 from offrl.behavior.online_dqn import DQNBehaviorConfig, read_replay, train_dqn_behavior
-from offrl.behavior.publish_dqn import publish_dqn
 from offrl.cli import main
-from offrl.data import recipes
-from offrl.data.recipes import discrete
-from offrl.data.recipes.collect import collect
 from offrl.errors import ConfigError, DataError, OffrlError
+from offrl.recipes import agents, discrete
+from offrl.recipes.collect import collect
+from offrl.recipes.publish_dqn import publish_dqn
 
 SIZE = 400  # transitions of the single-policy kinds in these tests
 
@@ -50,7 +50,7 @@ def cartpole_run(tmp_path_factory):
 @pytest.fixture
 def tiny_recipes(tmp_path, monkeypatch):
     """A temporary policy directory and cache; small single-policy kinds."""
-    monkeypatch.setattr(recipes, "POLICY_DIR", tmp_path / "policies")
+    monkeypatch.setattr(agents, "POLICY_DIR", tmp_path / "policies")
     monkeypatch.setenv("OFFRL_HOME", str(tmp_path / "home"))
     for slug in ("cartpole", "breakout"):
         env = recipes.ENVS[slug]
@@ -79,7 +79,7 @@ def test_publish_records_references_snapshots_and_replay(cartpole, cartpole_run)
     assert agent["replay"]["steps"] == 500 and agent["replay"]["sha256"] == summary["replay_sha256"]
     assert agent["num_actions"] == 2 and agent["obs_dim"] == 4
     assert cartpole["expert_return"] == expert["return"]
-    assert (recipes.POLICY_DIR / expert["file"]).is_file()
+    assert (agents.POLICY_DIR / expert["file"]).is_file()
     assert recipes.kinds_of("cartpole") == ("random", "noisy-snapshot", "replay", "expert")
 
 

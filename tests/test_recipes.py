@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from offrl import recipes
 from offrl.behavior.online import BehaviorConfig, train_behavior
-from offrl.behavior.publish import publish
 from offrl.cli import main
-from offrl.data import recipes
-from offrl.data.recipes.collect import collect
 from offrl.envs.registry import D4RL_REFERENCE_RETURNS, reference_scores
 from offrl.errors import DataError
+from offrl.recipes import agents
+from offrl.recipes.collect import collect
+from offrl.recipes.publish import publish
 
 LENGTH = 200  # Pendulum-v1's time limit
 
@@ -33,7 +34,9 @@ def test_collect_returns_exactly_the_requested_rows_episode_by_episode():
 def test_committed_pendulum_recipes_are_listed_with_measured_references():
     assert {f"pendulum-{k}" for k in recipes.D4RL_KINDS} <= set(recipes.names())
     low, high = recipes.reference_returns("pendulum")
-    assert reference_scores("Pendulum-v1") == (low, high)
+    assert recipes.env_reference_scores("Pendulum-v1") == (low, high)
+    assert recipes.references("pendulum")["random"] == low  # not a D4RL task: measured
+    assert recipes.references("hopper")["expert"] == D4RL_REFERENCE_RETURNS["Hopper"][1]
     assert low < -1000 and high > -200  # random swings, the expert balances
     entry = recipes.manifest()["pendulum"]
     assert entry["random_return"]["episodes"] >= 100 and entry["expert_return"]["episodes"] >= 100
@@ -93,15 +96,14 @@ def published(tmp_path_factory):
 
 @pytest.fixture
 def tiny_recipes(published, tmp_path, monkeypatch):
-    monkeypatch.setattr(recipes, "POLICY_DIR", tmp_path / "policies")
+    monkeypatch.setattr(agents, "POLICY_DIR", tmp_path / "policies")
     monkeypatch.setenv("OFFRL_HOME", str(tmp_path / "home"))  # tiny datasets stay out of the cache
     monkeypatch.setitem(recipes.ENVS, "pendulum", recipes.EnvRecipe("pendulum", "Pendulum-v1", 600))
     recipes.manifest.cache_clear()
-    agents = {
+    yield {
         role: publish(published / role, "pendulum", role, episodes=3)
         for role in ("sac", "ddpg-noise0.5", "ddpg-noise0.1")
     }
-    yield agents
     recipes.manifest.cache_clear()
 
 

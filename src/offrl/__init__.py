@@ -6,8 +6,9 @@ summary = offrl.train("td3_bc", "pendulum-medium-expert", steps=20_000, out="run
 policy = offrl.load_policy("runs/demo"); action = policy(obs)
 """
 
-from offrl.data import Dataset, load_dataset
+from offrl.data import Dataset
 from offrl.policy import Policy, load_policy
+from offrl.recipes import load_dataset
 from offrl.training import train
 
 __version__ = "0.1.0"

@@ -46,3 +46,11 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Drop records logged after the checkpoint we resume from (they will be made again)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= last_step]
+    atomic_write(path, "".join(ln + "\n" for ln in keep).encode())

@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = data_sub.add_parser("info", help="size, episodes, returns, shapes and bounds")
     info.add_argument("source", help="recipe name (e.g. hopper-medium) or path")
     info.add_argument("--json", action="store_true", help="print JSON")
-    data_sub.add_parser("list", help="every dataset recipe: size, behaviour return, cached")
+    listing = data_sub.add_parser(
+        "list", help="every dataset recipe: size, behaviour return, references, cached"
+    )
+    listing.add_argument("--json", action="store_true", help="one JSON object per recipe")
     make = data_sub.add_parser("make", help="generate recipe datasets into the cache")
     make.add_argument("names", nargs="+", help="recipe names, e.g. hopper-medium")
     make.add_argument("--overwrite", action="store_true", help="regenerate a cached dataset")
@@ -152,7 +155,8 @@ def _add_loop_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> None:
-    from offrl.training import parse_overrides, train
+    from offrl.algos import parse_overrides
+    from offrl.training import train
 
     if args.steps is None and not args.resume:
         raise OffrlError("--steps is required (except with --resume)")
@@ -230,10 +234,14 @@ def cmd_eval(args) -> None:
 
 
 def cmd_data(args) -> None:
-    from offrl.data import load_dataset, recipes
+    from offrl import recipes
 
     if args.data_command == "list":
-        _print_recipes([recipes.describe(name) for name in recipes.names()])
+        rows = [recipes.describe(name) for name in recipes.names()]
+        if args.json:
+            print("\n".join(json.dumps(row) for row in rows))
+        else:
+            _print_recipes(rows)
         return
     if args.data_command == "make":
         for name in args.names:
@@ -246,7 +254,7 @@ def cmd_data(args) -> None:
             path, seconds = recipes.make(name, args.overwrite or stale, args.replay_run)
             print(f"{name}: made in {seconds:.1f} s at {path}")
         return
-    info = load_dataset(args.source).info()
+    info = recipes.load_dataset(args.source).info()
     if args.json:
         print(json.dumps(info, indent=2))
         return
@@ -256,7 +264,7 @@ def cmd_data(args) -> None:
 
 
 def _print_recipes(rows: list[dict]) -> None:
-    print(f"{'name':40s} {'transitions':>11s}  {'behaviour return':31s} cached")
+    print(f"{'name':40s} {'transitions':>11s}  {'behaviour return':31s} {'refs':5s} cached")
     for r in rows:
         cached = "no"
         if r["cached"]:
@@ -264,13 +272,21 @@ def _print_recipes(rows: list[dict]) -> None:
             cached = f"yes: return {r['return_mean']:.1f}" + (
                 f", normalized {score:.1f}" if score is not None else ""
             )
-        print(f"{r['name']:40s} {r['transitions']:>11,d}  {r['behaviour_return']:31s} {cached}")
+        refs = _refs_label(r["references"])
+        size, behavior = f"{r['transitions']:>11,d}", f"{r['behavior_return']:31s}"
+        print(f"{r['name']:40s} {size}  {behavior} {refs:5s} {cached}")
+    for source in sorted({r["references"]["source"] for r in rows}):
+        print(f"refs {_refs_label({'source': source})}: {source}")
+
+
+def _refs_label(refs: dict) -> str:
+    return "d4rl" if refs["source"].startswith("D4RL") else "offrl"
 
 
 def cmd_behavior(args) -> None:
     if args.behavior_command == "publish":
         return _publish(args)
-    from offrl.training import make_algo_config, parse_overrides
+    from offrl.algos import make_algo_config, parse_overrides
 
     algo = args.algo or _default_behavior_algo(args.env)
     overrides = parse_overrides(args.set)
@@ -313,13 +329,13 @@ def _default_behavior_algo(env_id: str) -> str:
 
 
 def _publish(args) -> None:
-    from offrl.data import recipes
+    from offrl import recipes
 
     if args.env not in recipes.ENVS:
         raise OffrlError(f"--env {args.env!r}: choose one of {', '.join(recipes.ENVS)}")
     if args.role == DQN_ROLE:
         return _publish_dqn(args)
-    from offrl.behavior.publish import publish
+    from offrl.recipes.publish import publish
 
     agent = publish(args.run_dir, args.env, args.role, args.replay_every, args.episodes)
     for label, snap in agent["snapshots"].items():
@@ -333,7 +349,7 @@ def _publish(args) -> None:
 
 
 def _publish_dqn(args) -> None:
-    from offrl.behavior.publish_dqn import publish_dqn
+    from offrl.recipes.publish_dqn import publish_dqn
 
     entry = publish_dqn(args.run_dir, args.env, args.episodes, args.noisy_fraction)
     agent = entry["agents"][DQN_ROLE]

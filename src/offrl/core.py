@@ -14,6 +14,7 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training.train_state import TrainState
 
@@ -283,3 +284,11 @@ def all_finite(tree: Any) -> jnp.ndarray:
         if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)
     ]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def template_spec(obs_dim: int, act_dim: int, num_actions: int = 0) -> Spec:
+    """A spec of the right sizes whose transforms a checkpoint overwrites on load."""
+    z = lambda n: np.zeros(n, np.float32)  # noqa: E731
+    o = lambda n: np.ones(n, np.float32)  # noqa: E731
+    tf = Transforms(z(obs_dim), o(obs_dim), -o(act_dim), o(act_dim), np.float32(1), np.float32(0))
+    return Spec(obs_dim, act_dim, tf, num_actions)

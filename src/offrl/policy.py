@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl import checkpoint
+from offrl.algos import get_algo, make_algo_config
+from offrl.core import template_spec
 from offrl.errors import ConfigError
 from offrl.evaluate import compiled_act, evaluate, jax_policy
 
@@ -48,13 +50,7 @@ class Policy:
 
 
 def load_policy(run_dir: str | Path) -> Policy:
-    from offrl.training import (
-        CHECKPOINT_DIR,
-        CONFIG_FILE,
-        get_algo,
-        make_algo_config,
-        template_spec,
-    )
+    from offrl.training import CHECKPOINT_DIR, CONFIG_FILE
 
     run_dir = Path(run_dir)
     config_path, ckpt = run_dir / CONFIG_FILE, run_dir / CHECKPOINT_DIR

@@ -25,7 +25,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from offrl import algos, checkpoint
-from offrl.atomic import atomic_write, atomic_write_json
+from offrl.algos import get_algo, make_algo_config
+from offrl.atomic import atomic_write_json, truncate_jsonl
 from offrl.core import (
     Spec,
     algorithm_data,
@@ -36,11 +37,12 @@ from offrl.core import (
     stack_states,
     unstack_state,
 )
-from offrl.data import Dataset, load_dataset
-from offrl.data.transforms import Transforms, make_transforms
-from offrl.envs.registry import reference_scores
-from offrl.errors import ConfigError, DivergenceError
+from offrl.data import Dataset
+from offrl.data.transforms import make_transforms
+from offrl.envs.rollout import env_spaces
+from offrl.errors import ConfigError, DivergenceError, OffrlError
 from offrl.evaluate import evaluate, jax_policy
+from offrl.recipes import env_reference_scores, load_dataset
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CURVE_FILE = (
     "config.json",
@@ -74,74 +76,6 @@ class RunConfig:
 
 
 # --------------------------------------------------------------------------- config
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected key=value")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _coerce(name: str, default: Any, value: Any, annotation: str = "") -> Any:
-    """Convert an override (a string from the CLI, or a Python value) to the field's type.
-    A field whose default is None (`float | None`) takes "none" or a value of its other type."""
-    if not isinstance(value, str):
-        return tuple(value) if isinstance(default, tuple) else value
-    if default is None:
-        if value.lower() == "none":
-            return None
-        other = next((t for t in ("float", "int", "bool") if t in annotation.split(" | ")), None)
-        default = {"float": 0.0, "int": 0, "bool": False}.get(other, "")
-    try:
-        if isinstance(default, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return value.lower() in ("true", "1")
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, tuple):
-            return tuple(int(v) for v in value.strip("()[] ").split(",") if v.strip())
-        return value
-    except ValueError:
-        kind = type(default).__name__
-        raise ConfigError(f"config field {name!r}: cannot read {value!r} as {kind}") from None
-
-
-def make_algo_config(algo_name: str, overrides: dict[str, Any]):
-    algo = get_algo(algo_name)
-    fields = {f.name: f for f in dataclasses.fields(algo.Config)}
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"unknown config field(s) {', '.join(unknown)} for {algo_name}; "
-            f"valid: {', '.join(fields)}"
-        )
-    defaults = algo.Config()
-    values = {
-        k: _coerce(k, getattr(defaults, k), v, str(fields[k].type)) for k, v in overrides.items()
-    }
-    return algo.Config(**values)
-
-
-def get_algo(name: str):
-    try:
-        return algos.get(name)
-    except KeyError as exc:
-        raise ConfigError(exc.args[0]) from None
-
-
-def template_spec(obs_dim: int, act_dim: int, num_actions: int = 0) -> Spec:
-    """A spec of the right sizes whose transforms a checkpoint overwrites on load."""
-    z = lambda n: np.zeros(n, np.float32)  # noqa: E731
-    o = lambda n: np.ones(n, np.float32)  # noqa: E731
-    tf = Transforms(z(obs_dim), o(obs_dim), -o(act_dim), o(act_dim), np.float32(1), np.float32(0))
-    return Spec(obs_dim, act_dim, tf, num_actions)
 
 
 def check_action_kind(algo_name: str, data: Dataset, source: str) -> None:
@@ -179,14 +113,6 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return False
-
-
-def truncate_jsonl(path: Path, last_step: int) -> None:
-    """Drop records logged after the checkpoint we resume from (they will be made again)."""
-    if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if json.loads(ln)["step"] <= last_step]
-    atomic_write(path, "".join(ln + "\n" for ln in keep).encode())
 
 
 # --------------------------------------------------------------------------- the loop
@@ -339,9 +265,10 @@ def _complete_run_config(run: RunConfig, data: Dataset, cfg) -> RunConfig:
         raise ConfigError(
             f"{run.dataset}: the dataset names no environment; pass --env ENV_ID to evaluate in"
         )
+    check_env_spaces(data, env_id, run.dataset)
     ref_min, ref_max = data.ref_min_score, data.ref_max_score
     if ref_min is None or ref_max is None:
-        ref_min, ref_max = reference_scores(env_id)
+        ref_min, ref_max = known_reference_scores(env_id)
     return dataclasses.replace(
         run,
         env_id=env_id,
@@ -352,6 +279,39 @@ def _complete_run_config(run: RunConfig, data: Dataset, cfg) -> RunConfig:
         ref_max_score=ref_max,
         algo_config={f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)},
     )
+
+
+def known_reference_scores(env_id: str) -> tuple[float | None, float | None]:
+    """The environment's (random, expert) returns, or (None, None): a run in an environment
+    with no references reports raw returns and a null normalized score."""
+    try:
+        return env_reference_scores(env_id)
+    except OffrlError:
+        return None, None
+
+
+def check_env_spaces(data: Dataset, env_id: str, source: str) -> None:
+    """Before training: the dataset's observation and action spaces are the environment's
+    (otherwise training succeeds and evaluation crashes inside gymnasium)."""
+    obs_space, act_space = env_spaces(env_id)
+    env_obs = obs_space.shape
+    if env_obs is None or len(env_obs) != 1 or env_obs[0] != data.obs_dim:
+        raise ConfigError(
+            f"{source}: observations have dimension {data.obs_dim}, "
+            f"environment {env_id} has observation shape {env_obs}"
+        )
+    if data.discrete:
+        n = getattr(act_space, "n", None)
+        if n is None or int(n) != data.num_actions:
+            raise ConfigError(
+                f"{source}: {data.num_actions} discrete actions, environment {env_id} "
+                f"has action space {act_space}"
+            )
+    elif act_space.shape != (data.act_dim,):
+        raise ConfigError(
+            f"{source}: actions have dimension {data.act_dim}, "
+            f"environment {env_id} has action shape {act_space.shape}"
+        )
 
 
 class _Member:

@@ -1,7 +1,7 @@
 """Behaviour agents: online SAC / TD3 / DDPG in gymnasium, whose snapshots make the datasets.
 
 `train_behavior` (offrl.behavior.online) trains one agent with policy snapshots and resumable
-checkpoints; `publish` (offrl.behavior.publish) turns a finished run into the small committed
+checkpoints; `publish` (offrl.recipes.publish) turns a finished run into the small committed
 policy files and manifest entries the dataset recipes read.
 """
 

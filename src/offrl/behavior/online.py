@@ -38,13 +38,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from offrl import algos, checkpoint
-from offrl.atomic import atomic_path, atomic_write, atomic_write_json
+from offrl.algos import make_algo_config
+from offrl.atomic import atomic_path, atomic_write, atomic_write_json, truncate_jsonl
 from offrl.core import Batch, Spec
 from offrl.data.transforms import Transforms
 from offrl.envs.rollout import make_env, rollout
 from offrl.errors import ConfigError
 from offrl.evaluate import compiled_act, jax_policy
-from offrl.training import make_algo_config, truncate_jsonl
+from offrl.nets.policies import tanh_gaussian_sample
 
 ONLINE_ALGOS = ("sac", "td3", "ddpg")
 CONFIG_FILE, BUFFER_FILE, SNAPSHOT_LOG, EPISODE_LOG = (
@@ -138,9 +139,16 @@ def episode_seed(seed: int, episode: int) -> int:
 
 
 class ReplayBuffer:
-    """Preallocated numpy columns; actions stored in [-1, 1] as the networks see them."""
+    """Preallocated numpy columns; actions stored in [-1, 1] as the networks see them.
 
-    COLUMNS = ("obs", "act", "rew", "next_obs", "done")
+    Beside the transition it keeps what a dataset made from the buffer needs (D4RL's
+    medium-replay is the agent's own buffer): `timeout`, the episode cut by the time limit
+    at this step, and `logp`, the behaviour log-density of the stored [-1, 1] action (D4RL's
+    `infos/action_log_probs`; NaN where the acting policy has no density: TD3/DDPG noise).
+    A buffer saved before these columns existed loads with them NaN / 0.
+    """
+
+    COLUMNS = ("obs", "act", "rew", "next_obs", "done", "timeout", "logp")
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int):
         self.size = 0
@@ -149,17 +157,19 @@ class ReplayBuffer:
         self.rew = np.zeros(capacity, np.float32)
         self.next_obs = np.zeros((capacity, obs_dim), np.float32)
         self.done = np.zeros(capacity, np.float32)  # terminals only: timeouts bootstrap
+        self.timeout = np.zeros(capacity, np.float32)
+        self.logp = np.full(capacity, np.nan, np.float32)
 
-    def add(self, obs, act, rew, next_obs, terminal: bool) -> None:
+    def add(self, obs, act, rew, next_obs, terminal: bool, timeout: bool = False, logp=np.nan):
         i = self.size
         self.obs[i], self.act[i], self.rew[i], self.next_obs[i] = obs, act, rew, next_obs
-        self.done[i] = float(terminal)
+        self.done[i], self.timeout[i], self.logp[i] = float(terminal), float(timeout), logp
         self.size += 1
 
     def batches(self, rng: np.random.Generator, count: int, batch_size: int) -> Batch:
         """`count` minibatches, stacked on a leading axis for lax.scan."""
         idx = rng.integers(0, self.size, (count, batch_size))
-        return Batch(*(jnp.asarray(getattr(self, c)[idx]) for c in self.COLUMNS))
+        return Batch(*(jnp.asarray(getattr(self, c)[idx]) for c in self.COLUMNS[:5]))
 
     def save(self, path: Path) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -168,8 +178,32 @@ class ReplayBuffer:
     def load(self, path: Path, size: int) -> None:
         with np.load(path) as saved:
             for c in self.COLUMNS:
-                getattr(self, c)[:size] = saved[c][:size]
+                if c in saved:
+                    getattr(self, c)[:size] = saved[c][:size]
         self.size = size
+
+
+def make_explore(algo_name: str, algo, cfg):
+    """The exploring action in [-1, 1] and its log-density, jitted. SAC samples its
+    tanh-Gaussian exactly as `sac.act` does (same key, same draw); TD3/DDPG add Gaussian
+    noise then clip, which has no density: NaN."""
+    if algo_name == "sac":
+
+        @jax.jit
+        def explore(state, obs, key):
+            mean, log_std = state.actor.apply_fn(state.actor.params, state.tf.obs(obs))
+            return tanh_gaussian_sample(key, mean, log_std)
+
+        return explore
+    act = compiled_act(algo, cfg, False)
+
+    def explore_noisy(state, obs, key):
+        env_action = np.asarray(act(state, obs, key))
+        low, high = np.asarray(state.tf.act_low), np.asarray(state.tf.act_high)
+        unit = 2.0 * (env_action - low) / (high - low) - 1.0
+        return np.clip(unit, -1.0, 1.0), np.full(obs.shape[0], np.nan, np.float32)
+
+    return explore_noisy
 
 
 def make_fused_update(algo, cfg):
@@ -228,7 +262,7 @@ class _OnlineRun:
         )
         self.act_key, self.update_key = jax.random.fold_in(root, 1), jax.random.fold_in(root, 2)
         self.buffer = ReplayBuffer(bc.steps, obs_dim, act_dim)
-        self.act_fn = compiled_act(self.algo, self.cfg, False)
+        self.explore = make_explore(bc.algo, self.algo, self.cfg)
         self.fused = make_fused_update(self.algo, self.cfg)
         self.step, self.episode, self.metrics = 0, 0, {}
 
@@ -292,14 +326,15 @@ class _OnlineRun:
         while not done and self.step < bc.steps:
             if self.step < bc.start_steps:
                 unit = rng.uniform(-1.0, 1.0, self.low.shape).astype(np.float32)
-                action = self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
+                logp = -self.low.size * np.log(2.0)  # uniform on [-1, 1]^d
             else:
                 key = jax.random.fold_in(self.act_key, self.step)
-                action = np.asarray(self.act_fn(self.state, obs[None].astype(np.float32), key))[0]
-                # numpy, not the jnp transforms: no device dispatch per environment step
-                unit = np.clip(2.0 * (action - self.low) / (self.high - self.low) - 1.0, -1, 1)
+                unit, logp = self.explore(self.state, obs[None].astype(np.float32), key)
+                unit, logp = np.asarray(unit)[0], float(np.asarray(logp)[0])
+            # numpy, not the jnp transforms: no device dispatch per environment step
+            action = self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
             next_obs, rew, term, trunc, _ = self.env.step(action)
-            self.buffer.add(obs, unit, rew, next_obs, term)
+            self.buffer.add(obs, unit, rew, next_obs, term, trunc and not term, logp)
             obs, ret, length, done = next_obs, ret + float(rew), length + 1, term or trunc
             self.step += 1
             bar.update(1)

@@ -58,7 +58,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from offrl import algos, checkpoint
-from offrl.atomic import atomic_path, atomic_write, atomic_write_json
+from offrl.algos import make_algo_config
+from offrl.atomic import atomic_path, atomic_write, atomic_write_json, truncate_jsonl
 from offrl.behavior.online import (
     CHECKPOINT_DIR,
     EPISODE_LOG,
@@ -71,11 +72,10 @@ from offrl.behavior.online import (
     read_jsonl,
     snapshot_path,
 )
-from offrl.core import Batch
+from offrl.core import Batch, template_spec
 from offrl.envs.rollout import env_spaces, make_env, rollout
 from offrl.errors import ConfigError
 from offrl.evaluate import compiled_act, jax_policy
-from offrl.training import make_algo_config, template_spec, truncate_jsonl
 
 DQN_ALGOS = ("dqn", "ddqn")
 REPLAY_DIR, SUMMARY_FILE = "replay", "summary.json"

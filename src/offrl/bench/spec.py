@@ -163,7 +163,7 @@ def parse_spec(raw: Any, source: str = "spec", default_name: str = "sweep") -> S
 
 
 def _algos(items: Any, common: dict[str, str], problems: list[str]) -> list[AlgoEntry]:
-    from offrl.training import get_algo, make_algo_config
+    from offrl.algos import get_algo, make_algo_config
 
     if not isinstance(items, list) or not items:
         problems.append("'algos' must be a non-empty list")
@@ -212,7 +212,7 @@ def _overrides(raw: Any, where: str, problems: list[str]) -> dict[str, str]:
 
 
 def _datasets(items: Any, problems: list[str]) -> list[str]:
-    from offrl.data.recipes import names, names_hint
+    from offrl.recipes import names, names_hint
 
     if not isinstance(items, list) or not items:
         problems.append("'datasets' must be a non-empty list")

@@ -156,6 +156,7 @@ class Dataset:
             "action_high": high.round(4).tolist(),
             "ref_min_score": self.ref_min_score,
             "ref_max_score": self.ref_max_score,
+            "ref_source": (self.metadata.get("references") or {}).get("source"),
             "normalized_return_mean": self.normalized_return_mean(),
         }
 

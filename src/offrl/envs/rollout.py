@@ -1,6 +1,6 @@
 """Run a batch of gymnasium environments in lockstep with one batched policy.
 
-Used by evaluation and by the behaviour agents' measurements (offrl.data.recipes.collect
+Used by evaluation and by the behaviour agents' measurements (offrl.recipes.collect
 gathers dataset transitions). Episode e is reset with seed `seed + e`, so results are
 reproducible.
 """

@@ -70,8 +70,8 @@ def epsilon_greedy_policy(policy: BatchPolicy, epsilon: float, num_actions: int)
 def greedy_policy(agent: dict, path: Path) -> BatchPolicy:
     """A DQN snapshot file acting greedily: argmax_a Q(s, a)."""
     from offrl.behavior.online_dqn import load_q
-    from offrl.data.recipes import agent_template
     from offrl.evaluate import jax_policy
+    from offrl.recipes.agents import agent_template
 
     config = json.dumps(agent["algo_config"], sort_keys=True)
     algo, cfg, state = agent_template(
@@ -85,7 +85,7 @@ def generate(
 ) -> Dataset:
     """One discrete recipe's dataset (no references; the caller adds them). `replay_run`: the
     published training run's directory, read instead of re-running the training."""
-    from offrl.data.recipes.collect import collect
+    from offrl.recipes.collect import collect
 
     if kind == "replay":  # seeded by the training run's own seed
         cols, meta = _replay(agent) if replay_run is None else _replay_from_run(agent, replay_run)
@@ -102,8 +102,8 @@ def _snapshot_data(
     env_id: str, kind: str, transitions: int, agent: dict, seed: int
 ) -> tuple[dict[str, np.ndarray], dict]:
     """The expert or noisy snapshot acting ε-greedily, ε per episode."""
-    from offrl.data.recipes import POLICY_DIR
-    from offrl.data.recipes.collect import collect
+    from offrl.recipes.agents import POLICY_DIR
+    from offrl.recipes.collect import collect
 
     snap = agent["snapshots"][kind]
     noisy = kind == "noisy-snapshot"

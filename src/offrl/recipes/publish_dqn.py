@@ -15,7 +15,7 @@ episode's ε is drawn before it starts, so the mixture's mean is the mixture of 
 The replay is recorded by its step count, its digest (sha256 of its columns: regeneration
 is checked against it) and the returns of its training episodes. The run's whole
 configuration goes into the manifest: the `replay` recipe re-runs it.
-Files go to offrl/data/recipes/policies/SLUG/dqn/.
+Files go to offrl/recipes/policies/SLUG/dqn/.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from offrl import recipes
 from offrl.atomic import atomic_write_json
 from offrl.behavior.online import CONFIG_FILE, SNAPSHOT_LOG, read_jsonl, snapshot_path
 from offrl.behavior.online_dqn import SUMMARY_FILE, read_replay, replay_digest
-from offrl.behavior.publish import copy_snapshot, measure
-from offrl.data import recipes
-from offrl.data.recipes import discrete
 from offrl.envs.rollout import env_spaces
 from offrl.errors import ConfigError
+from offrl.recipes import agents, discrete
+from offrl.recipes.publish import copy_snapshot, measure
 
 TIED_CANDIDATES = 5  # tied best snapshots measured again to choose the expert
 
@@ -44,7 +44,7 @@ def publish_dqn(
     episodes: int = 100,
     noisy_fraction: float = discrete.NOISY_FRACTION,
 ) -> dict:
-    """Copy the run's expert and noisy snapshots under recipes.POLICY_DIR and record the
+    """Copy the run's expert and noisy snapshots under agents.POLICY_DIR and record the
     environment's manifest entry (its agent, references and replay)."""
     run_dir = Path(run_dir)
     if slug not in recipes.ENVS:
@@ -90,7 +90,7 @@ def publish_dqn(
     noise_free = measured(noisy, discrete.LOW_NOISE_EPSILON)
     high_noise = measured(noisy, discrete.HIGH_NOISE_EPSILON)
     p = discrete.LOW_NOISE_P
-    copy = lambda s: copy_snapshot(run_dir, s["step"], recipes.POLICY_DIR, f"{slug}/dqn")  # noqa: E731
+    copy = lambda s: copy_snapshot(run_dir, s["step"], agents.POLICY_DIR, f"{slug}/dqn")  # noqa: E731
     agent["snapshots"] = {
         "expert": _snapshot(copy(expert), expert, expert_return),
         "noisy-snapshot": _snapshot(copy(noisy), noisy, noise_free)
@@ -101,7 +101,7 @@ def publish_dqn(
     }
     agent["replay"] = {"steps": len(replay["rewards"]), "sha256": replay_digest(replay)}
     agent["replay"]["return"] = _episode_returns(replay)
-    manifest_path = recipes.POLICY_DIR / "manifest.json"
+    manifest_path = agents.POLICY_DIR / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest[slug] = {
         "env_id": env.env_id,

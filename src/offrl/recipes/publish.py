@@ -8,7 +8,7 @@ DDPG run (roles "ddpg-noise0.5", "ddpg-noise0.1"): the expert is the snapshot wi
 deterministic return and the replay covers the whole run. Every published policy's return is
 measured again over `episodes` episodes (the snapshots' own evaluations use 5), and for a SAC
 run the environment's reference returns too: the uniform random policy and the expert, both
-acting as in the datasets. Files go to offrl/data/recipes/policies/SLUG/ROLE/.
+acting as in the datasets. Files go to offrl/recipes/policies/SLUG/ROLE/.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from offrl import recipes
 from offrl.atomic import atomic_write_json
 from offrl.behavior.online import CONFIG_FILE, SNAPSHOT_LOG, read_jsonl, snapshot_path
-from offrl.data import recipes
 from offrl.envs.rollout import env_spaces, rollout
 from offrl.errors import ConfigError
+from offrl.recipes import agents
 
 REFERENCE_SEED = 10_000  # evaluation episodes use seeds from here on, apart from training's
 ROLES = (recipes.SAC, recipes.DDPG_FINAL, recipes.DDPG_CONCURRENT)
@@ -41,8 +42,8 @@ def publish(
     replay_every: int | None = None,
     episodes: int = 100,
 ) -> dict:
-    """Copy the run's chosen snapshots under recipes.POLICY_DIR and record them in its manifest."""
-    run_dir, policy_dir = Path(run_dir), recipes.POLICY_DIR
+    """Copy the run's chosen snapshots under agents.POLICY_DIR and record them in its manifest."""
+    run_dir, policy_dir = Path(run_dir), agents.POLICY_DIR
     if role not in ROLES:
         raise ConfigError(f"role {role!r}: choose one of {', '.join(ROLES)}")
     config = json.loads((run_dir / CONFIG_FILE).read_text())
