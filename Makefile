@@ -16,12 +16,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# Two xdist workers, whole files per worker (module fixtures are built once); the JAX
-# compilation cache they share is set up in tests/conftest.py. TEST_WORKERS=0: one process.
+# Two xdist workers (compiling is mostly single-threaded): a test file per worker, so module
+# fixtures are built once, but test_learning.py spread test by test; they share one JAX
+# compilation cache (tests/conftest.py). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q --durations=20 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/python -m pytest -q --durations=20 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 # Long learning tests (marked slow), not run by CI.
 test-slow: setup

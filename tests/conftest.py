@@ -24,3 +24,18 @@ if os.environ.get("OFFRL_TEST_JAX_CACHE", "1") != "0":
     # Cache every program, however quick to compile: most of the suite's time is compiling.
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+
+# Modules whose tests share no module-scoped fixture and are each long: spread them test by
+# test over the xdist workers. Every other module stays on one worker (`--dist loadgroup`),
+# so its module fixtures are built once.
+SPREAD_MODULES = {"test_learning.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        module = item.path.name
+        group = item.nodeid if module in SPREAD_MODULES else module
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -209,9 +209,9 @@ def test_seeds_in_one_program_match_separate_runs(datasets, tmp_path):
 
 def _prepared(dataset, out, kw):
     opts = training._Options(None, kw["eval_every"], kw["eval_episodes"], kw["chunk_size"],
-                             False, False, False)  # fmt: skip
-    runs, cfg, data = training._prepare("td3_bc", dataset, 20, [0], [out], TINY, opts)
-    return runs, cfg, data, [out]
+                             False, False, False, 0.1, ("fqe",), {})  # fmt: skip
+    runs, cfg, data, evaluator = training._prepare("td3_bc", dataset, 20, [0], [out], TINY, opts)
+    return runs, cfg, data, evaluator, [out]
 
 
 def test_grouped_sweep_writes_one_directory_per_seed(datasets, tmp_path):

@@ -158,12 +158,19 @@ def test_bad_arguments_are_one_line_exit_2(argv, fragments, tmp_path, capsys, mo
     assert_one_line_error(code, err, *fragments)
 
 
-def test_dataset_without_env_needs_env_flag(tmp_path, capsys):
+def test_dataset_without_env_trains_with_ope_and_bad_ope_options_are_one_line(tmp_path, capsys):
     path = write_h5(tmp_path / "d4rl.hdf5")
-    code, _, err = run_cli(
-        capsys, "train", "bc", "--dataset", path, "--steps", "5", "--out", str(tmp_path / "run")
-    )
-    assert_one_line_error(code, err, "--env")
+    base = ["train", "bc", "--dataset", path, "--steps", "5", "--eval-every", "5"]
+    tiny = ["--set", "hidden=8,8", "--set", "batch_size=8"]
+    tiny += [f"--ope-set={kv}" for kv in ("fqe_steps=50", "fqe_hidden=8,8", "num_bootstrap=10")]
+    code, out, _ = run_cli(capsys, *base, *tiny, "--chunk-size", "5", "--out", str(tmp_path / "r"))
+    assert code == 0 and "fqe estimate on held-out episodes" in out, out
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["final_return"] is None and np.isfinite(summary["ope"]["fqe"]["value"])
+    code, _, err = run_cli(capsys, *base, "--ope", "fqe,magic", "--out", str(tmp_path / "r2"))
+    assert_one_line_error(code, err, "unknown estimator", "magic")
+    code, _, err = run_cli(capsys, *base, "--ope-set", "fqe_stepz=1", "--out", str(tmp_path / "r3"))
+    assert_one_line_error(code, err, "fqe_stepz")
     code, _, err = run_cli(capsys, *train_args(path, tmp_path / "run2", "--env", "NoSuchEnv-v9"))
     assert_one_line_error(code, err, "NoSuchEnv-v9")
 

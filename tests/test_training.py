@@ -276,3 +276,84 @@ def test_resume_refuses_a_different_configuration(finished_run):
         offrl.train("td3_bc", DATASET, steps=400, out=out, resume=True, progress=False)
     with pytest.raises(ConfigError, match="--set cannot change"):
         short_run(out, resume=True, overrides={"lr": 0.5})
+
+
+# --------------------------------------------------------------------------- no simulator
+
+TINY_OPE = {"fqe_steps": 200, "fqe_hidden": (8, 8), "num_bootstrap": 20, "chunk_size": 100}
+
+
+def test_no_environment_trains_and_evaluates_off_policy_on_held_out_episodes(tmp_path):
+    """A dataset that names no environment (and no --env) trains on 90% of its episodes and
+    is evaluated by FQE on the other 10%: returns and normalized score are null, the
+    estimate is finite and logged, and the curve is drawn from it."""
+    from helpers import random_dataset
+
+    from offrl.data import io
+
+    path = tmp_path / "log.hdf5"
+    io.write_d4rl(random_dataset(n=1000, obs_dim=4, act_dim=2, episode_len=50), path)
+    summary = offrl.train(
+        "bc",
+        str(path),
+        steps=40,
+        out=tmp_path / "run",
+        overrides={"hidden": (8, 8), "batch_size": 16},
+        eval_every=20,
+        chunk_size=20,
+        progress=False,
+        ope_config=TINY_OPE,
+    )
+    assert summary["evaluation"] == "ope" and summary["env_id"] is None
+    assert summary["final_return"] is None and summary["final_normalized_score"] is None
+    fqe = summary["ope"]["fqe"]
+    assert np.isfinite(fqe["value"]) and fqe["ci"][0] <= fqe["value"] <= fqe["ci"][1]
+    assert fqe["episodes"] == 2  # 10% of 20 episodes
+    evals = [
+        json.loads(ln)
+        for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        if json.loads(ln)["kind"] == "eval"
+    ]
+    assert [e["step"] for e in evals] == [20, 40] and all(np.isfinite(e["estimate"]) for e in evals)
+    assert (tmp_path / "run" / "curve.png").stat().st_size > 0
+
+
+def test_environment_without_references_reports_raw_returns(tmp_path):
+    from helpers import random_dataset
+
+    from offrl.data import io
+
+    path = tmp_path / "ip.hdf5"
+    io.write_d4rl(random_dataset(n=200, obs_dim=4, act_dim=1), path)
+    summary = offrl.train(
+        "bc",
+        str(path),
+        steps=10,
+        out=tmp_path / "run",
+        env="InvertedPendulum-v5",
+        overrides={"hidden": (8, 8), "batch_size": 16},
+        eval_every=10,
+        eval_episodes=1,
+        chunk_size=10,
+        progress=False,
+    )
+    assert np.isfinite(summary["final_return"]) and summary["final_normalized_score"] is None
+
+
+@pytest.mark.parametrize(
+    "obs_dim, act_dim, message",
+    [(17, 2, "actions have dimension 2, environment HalfCheetah-v5 has action shape"),
+     (11, 6, "observations have dimension 11, environment HalfCheetah-v5")],
+)  # fmt: skip
+def test_dataset_spaces_must_match_the_environment_before_training(
+    obs_dim, act_dim, message, tmp_path
+):
+    from helpers import random_dataset
+
+    from offrl.data import io
+
+    path = tmp_path / "wrong.hdf5"
+    io.write_d4rl(random_dataset(n=100, obs_dim=obs_dim, act_dim=act_dim), path)
+    with pytest.raises(ConfigError, match=message):
+        offrl.train("bc", str(path), steps=10, out=tmp_path / "run", env="HalfCheetah-v5")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # refused before training

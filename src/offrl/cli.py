@@ -37,7 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, type=Path, help="run directory")
-    train.add_argument("--env", help="gymnasium id to evaluate in, when the dataset names none")
+    train.add_argument(
+        "--env",
+        help="gymnasium id to evaluate in, when the dataset names none; with no environment "
+        "evaluation is off-policy on held-out episodes",
+    )
+    train.add_argument(
+        "--holdout",
+        type=float,
+        default=0.1,
+        help="with no environment: the fraction of whole episodes held out for OPE",
+    )
+    train.add_argument(
+        "--ope",
+        default="fqe",
+        help="with no environment: comma-separated estimators (fqe,is,pdis,wis,wpdis,dr|all)",
+    )
+    train.add_argument(
+        "--ope-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an OPEConfig field, e.g. fqe_steps=20000 (repeatable)",
+    )
     train.add_argument(
         "--set",
         action="append",
@@ -175,6 +197,9 @@ def cmd_train(args) -> None:
         overwrite=args.overwrite,
         clip_actions=args.clip_actions,
         progress=not args.no_progress,
+        holdout=args.holdout,
+        ope_estimators=args.ope,
+        ope_config=parse_overrides(args.ope_set),
     )
     _print_summary(summary, args.out)
 
@@ -209,13 +234,25 @@ def _fresh_dir(base: Path) -> Path:
 
 def _print_summary(summary: dict, out: Path) -> None:
     score = summary["final_normalized_score"]
+    if summary.get("evaluation") == "ope":
+        for name, est in (summary.get("ope") or {}).items():
+            lo, hi = est["ci"]
+            print(
+                f"{name} estimate on held-out episodes: {est['value']:.2f} "
+                f"[{lo:.2f}, {hi:.2f}] (discount {est['discount']}; no environment)"
+            )
+    else:
+        _print_returns(summary, score)
+    print(f"{summary['updates_per_second']:,.0f} updates/s; {summary['wall_seconds']:.0f} s in all")
+    print(f"run directory: {out.resolve()}")
+
+
+def _print_returns(summary: dict, score: float | None) -> None:
     print(
         f"final return {summary['final_return']:.1f} ± {summary['final_return_std']:.1f} "
         f"over {summary['eval_episodes']} episodes in {summary['env_id']}; normalized score "
-        + (f"{score:.1f}" if score is not None else "n/a")
+        + (f"{score:.1f}" if score is not None else "n/a (no reference returns)")
     )
-    print(f"{summary['updates_per_second']:,.0f} updates/s; {summary['wall_seconds']:.0f} s in all")
-    print(f"run directory: {out.resolve()}")
 
 
 def cmd_eval(args) -> None:

@@ -1,4 +1,13 @@
-"""Evaluation: a jitted, batched policy in lockstep gymnasium environments."""
+"""Evaluation of one kind or the other behind one interface.
+
+An evaluator is called as `evaluator(algo, cfg, state, seed) -> dict` and returns the record
+the training loop logs. Two kinds:
+- `EnvEvaluator`: a jitted, batched policy in lockstep gymnasium environments:
+  {"return_mean", "return_std", "normalized_score" (when references are known)};
+- `OPEEvaluator`: off-policy estimates on held-out logged episodes, for data with no
+  simulator: {"estimate": the first estimator's value, "ope": {name: {"value", "ci", ...}}}.
+The loop reads `score(record)` and never asks which kind it has.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from offrl import ope
+from offrl.data import Dataset
 from offrl.envs.registry import normalized_score
 from offrl.envs.rollout import BatchPolicy, rollout
 
@@ -46,3 +57,55 @@ def evaluate(
     if ref_min is not None and ref_max is not None:
         result["normalized_score"] = normalized_score(float(returns.mean()), ref_min, ref_max)
     return result
+
+
+class EnvEvaluator:
+    """Rollouts in `env_id`: mean/std return over `episodes`, normalized when references exist."""
+
+    def __init__(self, env_id: str, episodes: int, ref_min=None, ref_max=None):
+        self.env_id, self.episodes, self.ref_min, self.ref_max = env_id, episodes, ref_min, ref_max
+
+    def __call__(self, algo, cfg, state, seed: int) -> dict[str, float]:
+        policy = jax_policy(algo, cfg, state, seed=seed)
+        return evaluate(policy, self.env_id, self.episodes, seed, self.ref_min, self.ref_max)
+
+
+class OPEEvaluator:
+    """Off-policy estimates of the deterministic policy's discounted return on `heldout`
+    episodes; `estimate` is the first estimator's value (what progress and curves show)."""
+
+    def __init__(
+        self,
+        heldout: Dataset,
+        estimators: tuple[str, ...] = ("fqe",),
+        discount: float = 0.99,
+        config: ope.OPEConfig | None = None,
+    ):
+        self.heldout, self.estimators = heldout, ope.check_estimators(estimators)
+        self.discount, self.config = discount, config or ope.OPEConfig()
+
+    def __call__(self, algo, cfg, state, seed: int) -> dict:
+        def act_fn(obs):
+            return algo.act(cfg, state, obs, jax.random.key(0), True)
+
+        results = ope.estimate(
+            act_fn,
+            self.heldout,
+            self.estimators,
+            self.discount,
+            key=seed,
+            behavior_log_probs=getattr(self.heldout, "behavior_log_probs", None),
+            config=self.config,
+            action_low=self.heldout.action_low,
+            action_high=self.heldout.action_high,
+        )
+        return {"estimate": results[self.estimators[0]]["value"], "ope": results}
+
+
+def score(record: dict) -> float | None:
+    """The number an evaluation record is judged by: normalized score, else return, else
+    the OPE estimate."""
+    for key in ("normalized_score", "return_mean", "estimate"):
+        if record.get(key) is not None:
+            return record[key]
+    return None

@@ -24,9 +24,11 @@ def plot_curves(metrics_path: Path, out_path: Path, title: str = "") -> None:
     losses = [k for k in LOSS_KEYS if any(k in r for r in train)]
     fig, axes = plt.subplots(1, 1 + len(losses), figsize=(4.2 * (1 + len(losses)), 3.4))
     axes = list(axes) if len(losses) else [axes]
-    score_key = "normalized_score" if evals and "normalized_score" in evals[0] else "return_mean"
-    axes[0].plot([r["step"] for r in evals], [r[score_key] for r in evals], marker="o")
-    axes[0].set_title("normalized score" if score_key == "normalized_score" else "return")
+    keys = ("normalized_score", "return_mean", "estimate")
+    score_key = next((k for k in keys if evals and evals[0].get(k) is not None), "return_mean")
+    axes[0].plot([r["step"] for r in evals], [r.get(score_key) for r in evals], marker="o")
+    titles = {"normalized_score": "normalized score", "estimate": "OPE estimate (held out)"}
+    axes[0].set_title(titles.get(score_key, "return"))
     for ax, key in zip(axes[1:], losses):
         rows = [r for r in train if key in r]
         ax.plot([r["step"] for r in rows], [r[key] for r in rows])

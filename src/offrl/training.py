@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from offrl import algos, checkpoint
+from offrl import algos, checkpoint, ope
 from offrl.algos import get_algo, make_algo_config
 from offrl.atomic import atomic_write_json, truncate_jsonl
 from offrl.core import (
@@ -41,7 +41,7 @@ from offrl.data import Dataset
 from offrl.data.transforms import make_transforms
 from offrl.envs.rollout import env_spaces
 from offrl.errors import ConfigError, DivergenceError, OffrlError
-from offrl.evaluate import evaluate, jax_policy
+from offrl.evaluate import EnvEvaluator, OPEEvaluator, score
 from offrl.recipes import env_reference_scores, load_dataset
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CURVE_FILE = (
@@ -67,6 +67,11 @@ class RunConfig:
     chunk_size: int = 1_000  # updates fused into one compiled call
     clip_actions: bool = False
     algo_config: dict = dataclasses.field(default_factory=dict)  # overrides, by field name
+    # With no environment: evaluation is off-policy on this fraction of whole episodes, held
+    # out from training (the same episodes for every seed: split seed 0).
+    holdout: float = 0.1
+    ope_estimators: tuple[str, ...] = ("fqe",)
+    ope_config: dict = dataclasses.field(default_factory=dict)  # OPEConfig overrides
     # Filled in from the dataset when the run starts:
     obs_dim: int = 0
     act_dim: int = 0
@@ -136,16 +141,37 @@ def train(
     overwrite: bool = False,
     clip_actions: bool = False,
     progress: bool = True,
+    holdout: float = 0.1,
+    ope_estimators: tuple[str, ...] | str = ("fqe",),
+    ope_config: dict[str, Any] | None = None,
     callback: Callable[[Progress], None] | None = None,
 ) -> dict:
     """Train `algo` on `dataset` for `steps` updates; returns the summary (also summary.json).
 
+    Evaluation is in `env` (or the environment the dataset names): rollouts, normalized
+    when reference returns are known. With no environment anywhere it is off-policy:
+    `ope_estimators` (offrl.ope) on a `holdout` fraction of whole episodes kept out of
+    training; the summary's `ope` holds the estimates and its returns are null.
+
     `callback`, if given, is called after every chunk of updates with a `Progress` dict.
     """
     started = time.perf_counter()
-    options = _Options(env, eval_every, eval_episodes, chunk_size, clip_actions, resume, overwrite)
-    (run,), cfg, data = _prepare(algo, dataset, steps, [seed], [Path(out)], overrides, options)
-    trainer = _Trainer([run], cfg, data, [Path(out)], progress, callback)
+    options = _Options(
+        env,
+        eval_every,
+        eval_episodes,
+        chunk_size,
+        clip_actions,
+        resume,
+        overwrite,
+        holdout,
+        ope.check_estimators(ope_estimators),
+        dict(ope_config or {}),
+    )
+    (run,), cfg, data, evaluator = _prepare(
+        algo, dataset, steps, [seed], [Path(out)], overrides, options
+    )
+    trainer = _Trainer([run], cfg, data, evaluator, [Path(out)], progress, callback)
     summaries = trainer.run(started)
     if trainer.members[0].error is not None:
         raise trainer.members[0].error
@@ -167,6 +193,9 @@ def train_seeds(
     overwrite: bool = False,
     clip_actions: bool = False,
     progress: bool = True,
+    holdout: float = 0.1,
+    ope_estimators: tuple[str, ...] | str = ("fqe",),
+    ope_config: dict[str, Any] | None = None,
     callback: Callable[[Progress], None] | None = None,
 ) -> list[dict]:
     """`train` for several seeds in one compiled program (`vmap` over the seed axis).
@@ -179,9 +208,20 @@ def train_seeds(
     if len(seeds) != len(outs) or len(set(seeds)) != len(seeds) or not seeds:
         raise ConfigError("train_seeds: give one run directory per seed, seeds distinct")
     paths = [Path(o) for o in outs]
-    options = _Options(env, eval_every, eval_episodes, chunk_size, clip_actions, resume, overwrite)
-    runs, cfg, data = _prepare(algo, dataset, steps, seeds, paths, overrides, options)
-    return _Trainer(runs, cfg, data, paths, progress, callback).run(started)
+    options = _Options(
+        env,
+        eval_every,
+        eval_episodes,
+        chunk_size,
+        clip_actions,
+        resume,
+        overwrite,
+        holdout,
+        ope.check_estimators(ope_estimators),
+        dict(ope_config or {}),
+    )
+    runs, cfg, data, evaluator = _prepare(algo, dataset, steps, seeds, paths, overrides, options)
+    return _Trainer(runs, cfg, data, evaluator, paths, progress, callback).run(started)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +233,9 @@ class _Options:
     clip_actions: bool
     resume: bool
     overwrite: bool
+    holdout: float
+    ope_estimators: tuple[str, ...]
+    ope_config: dict
 
 
 def _prepare(algo, dataset, steps, seeds, outs, overrides, opt: _Options):
@@ -224,6 +267,9 @@ def _prepare(algo, dataset, steps, seeds, outs, overrides, opt: _Options):
                 chunk_size=opt.chunk_size,
                 clip_actions=opt.clip_actions,
                 algo_config=dict(overrides or {}),
+                holdout=opt.holdout,
+                ope_estimators=opt.ope_estimators,
+                ope_config=opt.ope_config,
             )
         runs.append(run)
     cfg = make_algo_config(runs[0].algo, runs[0].algo_config)
@@ -231,9 +277,28 @@ def _prepare(algo, dataset, steps, seeds, outs, overrides, opt: _Options):
     check_action_kind(runs[0].algo, data, runs[0].dataset)
     runs = [_complete_run_config(run, data, cfg) for run in runs]
     _check_group(runs, cfg)
+    data, evaluator = _evaluation(runs[0], data, cfg)
     for run, out in zip(runs, outs):
         atomic_write_json(out / CONFIG_FILE, dataclasses.asdict(run))
-    return runs, cfg, data
+    return runs, cfg, data, evaluator
+
+
+def _evaluation(run: RunConfig, data: Dataset, cfg):
+    """(training data, evaluator): rollouts in the run's environment on all the data, or,
+    with no environment, OPE on held-out episodes and training on the rest."""
+    if run.env_id is not None:
+        return data, EnvEvaluator(
+            run.env_id, run.eval_episodes, run.ref_min_score, run.ref_max_score
+        )
+    if not 0 < run.holdout < 1:
+        raise ConfigError(
+            f"{run.dataset}: names no environment, so evaluation is off-policy on held-out "
+            f"episodes; holdout must be in (0, 1), got {run.holdout}"
+        )
+    train_part, heldout = ope.split_episodes(data, run.holdout, seed=0)
+    discount = getattr(cfg, "discount", 0.99)
+    config = ope.config_from_overrides(run.ope_config)
+    return train_part, OPEEvaluator(heldout, tuple(run.ope_estimators), discount, config)
 
 
 def _check_group(runs: list[RunConfig], cfg) -> None:
@@ -261,14 +326,11 @@ def _check_resume_matches(run: RunConfig, algo: str, dataset, overrides, out: Pa
 
 def _complete_run_config(run: RunConfig, data: Dataset, cfg) -> RunConfig:
     env_id = run.env_id or data.env_id
-    if env_id is None:
-        raise ConfigError(
-            f"{run.dataset}: the dataset names no environment; pass --env ENV_ID to evaluate in"
-        )
-    check_env_spaces(data, env_id, run.dataset)
     ref_min, ref_max = data.ref_min_score, data.ref_max_score
-    if ref_min is None or ref_max is None:
-        ref_min, ref_max = known_reference_scores(env_id)
+    if env_id is not None:
+        check_env_spaces(data, env_id, run.dataset)
+        if ref_min is None or ref_max is None:
+            ref_min, ref_max = known_reference_scores(env_id)
     return dataclasses.replace(
         run,
         env_id=env_id,
@@ -317,8 +379,9 @@ def check_env_spaces(data: Dataset, env_id: str, source: str) -> None:
 class _Member:
     """One seed's run: its state, keys, run directory, log, checkpoints and summary."""
 
-    def __init__(self, run: RunConfig, cfg, algo, spec: Spec, out: Path):
+    def __init__(self, run: RunConfig, cfg, algo, spec: Spec, evaluator, out: Path):
         self.run_cfg, self.cfg, self.algo, self.out = run, cfg, algo, out
+        self.evaluator = evaluator
         init_key, self.train_key = jax.random.split(jax.random.key(run.seed))
         try:
             self.state = algo.init(cfg, spec, init_key)
@@ -367,9 +430,7 @@ class _Member:
         return summary
 
     def score(self) -> float | None:
-        if self.last_eval is None:
-            return None
-        return self.last_eval.get("normalized_score", self.last_eval["return_mean"])
+        return None if self.last_eval is None else score(self.last_eval)
 
     def _guard(self, metrics: dict[str, float], params_finite: bool, step: int) -> None:
         bad = [k for k, v in metrics.items() if not np.isfinite(v)]
@@ -393,17 +454,8 @@ class _Member:
             f"training diverged between steps {good} and {step}: {what} became NaN/inf; {kept}"
         )
 
-    def _evaluate(self) -> dict[str, float]:
-        run = self.run_cfg
-        policy = jax_policy(self.algo, self.cfg, self.state, seed=run.seed)
-        return evaluate(
-            policy,
-            run.env_id,
-            run.eval_episodes,
-            eval_seed(run.seed),
-            run.ref_min_score,
-            run.ref_max_score,
-        )
+    def _evaluate(self) -> dict:
+        return self.evaluator(self.algo, self.cfg, self.state, eval_seed(self.run_cfg.seed))
 
     def _save(self, started: float) -> None:
         self.meta["wall_seconds"] = self.wall_before + time.perf_counter() - started
@@ -426,9 +478,11 @@ class _Member:
         train_seconds = self.meta["train_seconds"]
         return self._base_summary() | {
             "status": "completed",
-            "final_return": final["return_mean"],
-            "final_return_std": final["return_std"],
+            "evaluation": "env" if self.run_cfg.env_id else "ope",
+            "final_return": final.get("return_mean"),
+            "final_return_std": final.get("return_std"),
             "final_normalized_score": final.get("normalized_score"),
+            "ope": final.get("ope"),
             "best_normalized_score": max((s for s in scores if s is not None), default=None),
             "eval_episodes": self.run_cfg.eval_episodes,
             "updates_per_second": int(self.state.step) / train_seconds if train_seconds else None,
@@ -440,13 +494,15 @@ class _Member:
 class _Trainer:
     """Runs the chunks of updates for one seed, or for several stacked in one program."""
 
-    def __init__(self, runs, cfg, data: Dataset, outs, progress: bool, callback):
+    def __init__(self, runs, cfg, data: Dataset, evaluator, outs, progress: bool, callback):
         self.cfg, self.progress, self.callback = cfg, progress, callback
         self.run_cfg = runs[0]
         self.algo = get_algo(self.run_cfg.algo)
         tf = make_transforms(data, cfg.normalize_obs, cfg.reward_scaling)
         spec = spec_from_dataset(data, tf)
-        self.members = [_Member(run, cfg, self.algo, spec, out) for run, out in zip(runs, outs)]
+        self.members = [
+            _Member(run, cfg, self.algo, spec, evaluator, out) for run, out in zip(runs, outs)
+        ]
         steps = {int(m.state.step) for m in self.members}
         if len(steps) > 1:
             raise ConfigError(
@@ -539,8 +595,8 @@ def _log(log, record: dict) -> None:
 
 def _postfix(metrics: dict, last_eval: dict | None, ups: float) -> dict:
     post = {"upd/s": f"{ups:,.0f}"}
-    if last_eval is not None:
-        post["score"] = f"{last_eval.get('normalized_score', last_eval['return_mean']):.1f}"
+    if last_eval is not None and score(last_eval) is not None:
+        post["score"] = f"{score(last_eval):.1f}"
     for key in ("critic_loss", "q_loss", "bc_loss", "actor_loss"):
         if key in metrics:
             post[key] = f"{metrics[key]:.3g}"

@@ -1,0 +1,36 @@
+"""Off-policy evaluation: the value of a policy from logged episodes, with no simulator.
+
+    results = offrl.ope.estimate(act_fn, dataset, ("fqe", "pdis", "dr"), discount=0.99)
+    results["dr"]  # {"value": v, "ci": [lo, hi], "std_error": ..., "ess": ..., ...}
+
+Estimators (docs/ope.md has the equations): FQE (fqe.py), IS / PDIS / WIS / WPDIS
+(importance.py), doubly robust with FQE's critic as the model (dr.py); bootstrap intervals over
+episodes (bootstrap.py); the target policy's density and the behaviour model (behavior.py).
+Model-based OPE (a learned dynamics ensemble) is not here yet.
+
+Layering: ope imports data/, nets/, core.py and errors only; evaluate.py, training.py,
+policy.py and cli.py call it.
+"""
+
+from offrl.ope.api import estimate, fit_behavior_log_probs, format_results
+from offrl.ope.config import (
+    ESTIMATORS,
+    OPEConfig,
+    check_estimators,
+    config_from_overrides,
+    parse_estimators,
+)
+from offrl.ope.episodes import select_episodes, split_episodes
+
+__all__ = [
+    "ESTIMATORS",
+    "OPEConfig",
+    "check_estimators",
+    "config_from_overrides",
+    "estimate",
+    "fit_behavior_log_probs",
+    "format_results",
+    "parse_estimators",
+    "select_episodes",
+    "split_episodes",
+]

@@ -1,0 +1,128 @@
+"""The settings of off-policy evaluation: one frozen dataclass, every field documented."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from offrl.errors import ConfigError
+
+# Every estimator `estimate` knows, in the order results are reported.
+ESTIMATORS = ("fqe", "is", "pdis", "wis", "wpdis", "dr")
+IMPORTANCE = ("is", "pdis", "wis", "wpdis", "dr")  # the estimators that need π/μ ratios
+MODEL = ("fqe", "dr")  # the estimators that need the FQE critic
+
+
+@dataclass(frozen=True)
+class OPEConfig:
+    # Target policy of the importance-sampling estimators (IS, PDIS, WIS, WPDIS, DR).
+    target_std: float = 0.1  # σ of the Gaussian around π(s), truncated to [-1, 1] (unit actions)
+    target_epsilon: float = 0.05  # ε of the ε-greedy policy around the greedy action (discrete)
+    max_weight: float | None = None  # clip every cumulative weight w_t to <= this; None: no clip
+    # Bootstrap confidence intervals over episodes.
+    num_bootstrap: int = 1000  # resamples of the episodes
+    confidence: float = 0.95  # the interval's coverage: percentiles (1 ∓ c) / 2
+    # FQE (the model of DR too).
+    fqe_steps: int = 50_000  # TD updates
+    fqe_hidden: tuple[int, ...] = (256, 256)
+    fqe_critics: int = 2  # independent critics; 1: a single critic
+    fqe_target: str = "mean"  # how the critics combine in the target and estimate: mean | min
+    fqe_lr: float = 3e-4  # Adam
+    fqe_tau: float = 0.005  # Polyak rate of the target critics
+    fqe_batch_size: int = 256
+    # Behaviour model, fitted when the dataset has no logged log-probabilities.
+    behavior_steps: int = 10_000  # max-likelihood updates
+    behavior_hidden: tuple[int, ...] = (256, 256)
+    behavior_lr: float = 1e-3  # Adam
+    behavior_batch_size: int = 256
+    # Shared.
+    normalize_obs: bool = True  # standardize observations for the FQE and behaviour nets
+    chunk_size: int = 1000  # updates fused into one compiled call (lax.scan)
+    eval_batch: int = 8192  # rows per call of act_fn and of the nets over the whole dataset
+
+
+def check_config(cfg: OPEConfig) -> None:
+    """One-line ConfigError for a setting outside its range."""
+    checks = [
+        (cfg.target_std > 0, f"target_std must be > 0, got {cfg.target_std}"),
+        (
+            0 <= cfg.target_epsilon <= 1,
+            f"target_epsilon must be in [0, 1], got {cfg.target_epsilon}",
+        ),
+        (
+            cfg.max_weight is None or cfg.max_weight > 0,
+            f"max_weight must be > 0 or None, got {cfg.max_weight}",
+        ),
+        (cfg.num_bootstrap >= 1, f"num_bootstrap must be >= 1, got {cfg.num_bootstrap}"),
+        (0 < cfg.confidence < 1, f"confidence must be in (0, 1), got {cfg.confidence}"),
+        (cfg.fqe_steps >= 0, f"fqe_steps must be >= 0, got {cfg.fqe_steps}"),
+        (cfg.fqe_critics >= 1, f"fqe_critics must be >= 1, got {cfg.fqe_critics}"),
+        (
+            cfg.fqe_target in ("mean", "min"),
+            f"fqe_target must be mean or min, got {cfg.fqe_target!r}",
+        ),
+        (0 < cfg.fqe_tau <= 1, f"fqe_tau must be in (0, 1], got {cfg.fqe_tau}"),
+        (cfg.behavior_steps >= 0, f"behavior_steps must be >= 0, got {cfg.behavior_steps}"),
+        (min(cfg.fqe_batch_size, cfg.behavior_batch_size) >= 1, "batch sizes must be >= 1"),
+        (min(cfg.chunk_size, cfg.eval_batch) >= 1, "chunk_size and eval_batch must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"OPE config: {message}")
+
+
+def check_estimators(names: Sequence[str] | str) -> tuple[str, ...]:
+    """The requested estimators, validated, in the order of ESTIMATORS (duplicates dropped)."""
+    names = parse_estimators(names) if isinstance(names, str) else tuple(names)
+    unknown = [n for n in names if n not in ESTIMATORS]
+    if unknown:
+        raise ConfigError(
+            f"unknown estimator(s) {', '.join(map(repr, unknown))}; "
+            f"choose from: {', '.join(ESTIMATORS)}, all"
+        )
+    if not names:
+        raise ConfigError(f"no estimator given; choose from: {', '.join(ESTIMATORS)}, all")
+    return tuple(n for n in ESTIMATORS if n in names)
+
+
+def parse_estimators(text: str) -> tuple[str, ...]:
+    """ "all", one name or a comma-separated list ("fqe,dr") -> names (not yet validated)."""
+    if text.strip() == "all":
+        return ESTIMATORS
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def config_from_overrides(overrides: dict[str, str | object]) -> OPEConfig:
+    """An OPEConfig with fields replaced, values given as CLI strings ("0.2", "64,64", "none")
+    or as Python values. An unknown field or an unreadable value is a one-line ConfigError."""
+    fields = {f.name: f for f in dataclasses.fields(OPEConfig)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown OPE config field(s) {', '.join(unknown)}; valid: {', '.join(fields)}"
+        )
+    defaults = OPEConfig()
+    values = {k: _coerce(k, getattr(defaults, k), v) for k, v in overrides.items()}
+    cfg = dataclasses.replace(defaults, **values)
+    check_config(cfg)
+    return cfg
+
+
+def _coerce(name: str, default: object, value: object) -> object:
+    if not isinstance(value, str):
+        return tuple(value) if isinstance(default, tuple) else value
+    text = value.strip()
+    try:
+        if name == "max_weight":  # the one optional field
+            return None if text.lower() == "none" else float(text)
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if isinstance(default, tuple):
+            return tuple(int(v) for v in text.strip("()[] ").split(",") if v.strip())
+        return type(default)(text)
+    except ValueError:
+        kind = type(default).__name__
+        raise ConfigError(f"OPE config field {name!r}: cannot read {value!r} as {kind}") from None
