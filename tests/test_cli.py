@@ -268,3 +268,28 @@ def test_resume_without_steps_continues_to_the_saved_total(tmp_path, capsys):
     code, _, err = run_cli(capsys, *base, "--resume")
     assert code == 0, err
     assert json.loads((out / "summary.json").read_text())["steps"] == 40
+
+
+def test_ope_command_prints_estimates_and_refuses_mismatched_data(tmp_path, capsys):
+    data = write_npz(tmp_path / "log.npz")
+    run = tmp_path / "run"
+    code, _, _ = run_cli(capsys, *train_args(data, run, "--set", "hidden=8,8"))
+    assert code == 0
+    tiny = [f"--set={kv}" for kv in ("fqe_steps=50", "fqe_hidden=8,8", "num_bootstrap=10")]
+    code, out, _ = run_cli(
+        capsys, "ope", str(run), "--dataset", data, "--estimator", "fqe,wis", "--json", *tiny
+    )
+    assert code == 0
+    results = json.loads(out)
+    assert set(results) == {"fqe", "wis"}
+    for est in results.values():
+        assert est["ci"][0] <= est["value"] <= est["ci"][1] and est["discount"] == 0.99
+    assert results["wis"]["behavior"] == "fitted"  # the file logs no behaviour log-probs
+    wrong = str(write_npz(tmp_path / "wrong.npz", **columns_with_obs_dim(5)))
+    code, _, err = run_cli(capsys, "ope", str(run), "--dataset", wrong, *tiny)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def columns_with_obs_dim(obs_dim: int) -> dict:
+    ds = random_dataset(n=100, obs_dim=obs_dim, act_dim=1)
+    return {"observations": ds.observations, "next_observations": ds.next_observations}

@@ -81,6 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--seed", type=int, default=0)
 
+    op = sub.add_parser("ope", help="off-policy estimates of a run's policy from logged data")
+    op.add_argument("run_dir", type=Path)
+    op.add_argument("--dataset", required=True, help="recipe name or path of the logged data")
+    op.add_argument(
+        "--estimator", default="fqe", help="fqe|is|pdis|wis|wpdis|dr, comma-separated, or all"
+    )
+    op.add_argument("--discount", type=float, help="default: the algorithm's γ, else 0.99")
+    op.add_argument("--seed", type=int, default=0)
+    op.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an OPEConfig field, e.g. fqe_steps=20000 (repeatable)",
+    )
+    op.add_argument("--json", action="store_true", help='print {"fqe": {"value", "ci"}, ...}')
+
     data = sub.add_parser("data", help="inspect datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     info = data_sub.add_parser("info", help="size, episodes, returns, shapes and bounds")
@@ -253,6 +270,31 @@ def _print_returns(summary: dict, score: float | None) -> None:
         f"over {summary['eval_episodes']} episodes in {summary['env_id']}; normalized score "
         + (f"{score:.1f}" if score is not None else "n/a (no reference returns)")
     )
+
+
+def cmd_ope(args) -> None:
+    """Estimates of the run's deterministic policy on the whole given dataset."""
+    import jax
+
+    from offrl import ope, recipes
+    from offrl.algos import parse_overrides
+    from offrl.policy import load_policy
+
+    estimators = ope.check_estimators(args.estimator)
+    config = ope.config_from_overrides(parse_overrides(args.set))
+    policy = load_policy(args.run_dir)
+    data = recipes.load_dataset(args.dataset)
+    algo, cfg, state = policy.algo, policy.cfg, policy.state
+    results = ope.estimate(
+        lambda obs: algo.act(cfg, state, obs, jax.random.key(0), True),
+        data,
+        estimators,
+        args.discount if args.discount is not None else getattr(cfg, "discount", 0.99),
+        key=args.seed,
+        behavior_log_probs=getattr(data, "behavior_log_probs", None),
+        config=config,
+    )
+    print(ope.format_results(results, as_json=args.json))
 
 
 def cmd_eval(args) -> None:
@@ -445,6 +487,7 @@ COMMANDS = {
     "behavior": cmd_behavior,
     "train": cmd_train,
     "eval": cmd_eval,
+    "ope": cmd_ope,
     "data": cmd_data,
     "demo": cmd_demo,
 }
