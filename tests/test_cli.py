@@ -293,3 +293,37 @@ def test_ope_command_prints_estimates_and_refuses_mismatched_data(tmp_path, caps
 def columns_with_obs_dim(obs_dim: int) -> dict:
     ds = random_dataset(n=100, obs_dim=obs_dim, act_dim=1)
     return {"observations": ds.observations, "next_observations": ds.next_observations}
+
+
+def test_parquet_log_with_no_environment_imports_and_trains_iql_off_policy(tmp_path, capsys):
+    """A user's own log: steps as rows of a Parquet table, no environment named anywhere."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    n, episodes = 400, 8
+    table = {f"obs_{i}": rng.normal(size=n) for i in range(11)}  # obs_10 after obs_9
+    table |= {"act_0": rng.uniform(-1, 1, n), "act_1": rng.uniform(-1, 1, n)}
+    table |= {"reward": rng.normal(size=n)}
+    table |= {"episode": np.repeat(np.arange(episodes), n // episodes)}
+    pq.write_table(pa.table(table), tmp_path / "log.parquet")
+    data = tmp_path / "log"
+    code, out, err = run_cli(
+        capsys, "data", "import", str(tmp_path / "log.parquet"), "--obs", "obs_*",
+        "--act", "act_0,act_1", "--reward", "reward", "--episode", "episode", "--out", str(data),
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, _ = run_cli(capsys, "data", "info", str(data), "--json")
+    info = json.loads(out)
+    assert code == 0 and info["env_id"] is None and info["obs_shape"] == [11]
+    tiny = [f"--ope-set={kv}" for kv in ("fqe_steps=50", "fqe_hidden=8,8", "num_bootstrap=10")]
+    code, out, err = run_cli(
+        capsys, "train", "iql", "--dataset", str(data), "--steps", "10", "--eval-every", "10",
+        "--chunk-size", "10", "--set", "hidden=8,8", "--out", str(tmp_path / "run"), *tiny,
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["final_normalized_score"] is None and np.isfinite(summary["ope"]["fqe"]["value"])
+    code, _, _ = run_cli(capsys, "data", "export", str(data), "--out", str(tmp_path / "back.csv"))
+    header = (tmp_path / "back.csv").read_text().splitlines()[0].replace('"', "").split(",")
+    assert code == 0 and header[:3] == ["obs_0", "obs_1", "obs_2"] and "obs_10" in header

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import warnings
 
@@ -386,3 +387,193 @@ def test_flat_files_with_bad_flags_and_npy(tmp_path):
         np.save(fh, np.zeros(3))
     assert "single.npz" in one_line_error(io.read, npy)
     assert "no such file" in one_line_error(io.read, "nothere/missing-v0")
+
+
+# --------------------------------------------------------------------------- flat shapes
+
+
+def flat_columns(n=500, obs_dim=3, act_dim=2) -> dict:
+    return dict(
+        observations=np.zeros((n, obs_dim), np.float32),
+        actions=np.zeros((n, act_dim), np.float32),
+        rewards=np.zeros(n, np.float32),
+        terminals=np.zeros(n, bool),
+        timeouts=np.zeros(n, bool),
+    )
+
+
+def write_flat(fmt, path, cols, **attrs):
+    if fmt == "npz":
+        np.savez(path, **cols, **{k: np.asarray(v) for k, v in attrs.items()})
+        return path
+    with h5py.File(path, "w") as f:
+        for key, value in cols.items():
+            f[key] = value
+        for key, value in attrs.items():
+            f.attrs[key] = value
+    return path
+
+
+BAD_SHAPES = [
+    (
+        {"actions": np.zeros((400, 2))},
+        "field 'actions': 400 rows, but field 'observations' has 500",
+    ),
+    ({"rewards": np.zeros(499)}, "field 'rewards': 499 rows, but field 'observations' has 500"),
+    ({"terminals": np.zeros(501, bool)}, "field 'terminals': 501 rows"),
+    ({"next_observations": np.zeros((400, 3))}, "field 'next_observations': 400 rows"),
+    (
+        {"observations": np.zeros(500)},
+        "field 'observations': expected 2-D (N, obs_dim), got shape (500,)",
+    ),
+    (
+        {"actions": np.zeros(500)},
+        "field 'actions': expected 2-D (N, act_dim), got shape (500,); for discrete",
+    ),
+    (
+        {"actions": np.zeros((500, 2, 2))},
+        "field 'actions': expected 2-D (N, act_dim), got shape (500, 2, 2)",
+    ),
+    ({"rewards": np.zeros((500, 1))}, "field 'rewards': expected 1-D (N,), got shape (500, 1)"),
+    (
+        {"observations": np.float32(1.0)},
+        "field 'observations': expected 2-D (N, obs_dim), got shape ()",
+    ),
+    ({"observations": np.array([b"x"] * 500)}, "field 'observations': dtype |S1 is not numeric"),
+]
+
+
+@pytest.mark.parametrize("fmt", ["d4rl", "npz"])
+@pytest.mark.parametrize("change, expected", BAD_SHAPES)
+def test_flat_files_with_bad_shapes_are_one_line_errors(fmt, change, expected, tmp_path):
+    # e.g. a D4RL file with 400 actions against 500 observations was a raw IndexError
+    path = tmp_path / ("x.hdf5" if fmt == "d4rl" else "x.npz")
+    write_flat(fmt, path, flat_columns() | change)
+    assert one_line_error(io.read, path).startswith(f"{path}: {expected}")
+
+
+@pytest.mark.parametrize("fmt", ["d4rl", "npz"])
+def test_flat_discrete_actions_may_be_one_dimensional(fmt, tmp_path):
+    cols = flat_columns(n=6) | {"actions": np.array([0, 1, 2, 0, 1, 2])}
+    path = write_flat(fmt, tmp_path / ("d.hdf5" if fmt == "d4rl" else "d.npz"), cols)
+    ds = io.read(path, num_actions=3)
+    assert ds.actions.shape == (5, 1) and ds.num_actions == 3  # the unfinished end dropped
+    short = cols | {"actions": np.array([0, 1, 2, 0])}
+    write_flat(fmt, path, short)
+    msg = one_line_error(io.read, path, num_actions=3)
+    assert msg.endswith(
+        "field 'actions': 4 rows, but field 'observations' has 6 "
+        "(every column has one row per transition)"
+    )
+
+
+# --------------------------------------------------------------------------- log-probs
+
+
+def patch_log_prob_field(monkeypatch) -> type:
+    """The Dataset class with the optional `behavior_log_probs` field: Dataset itself once
+    dataset.py has it, until then a subclass patched into the modules that build Datasets."""
+    if io.has_log_probs():
+        return Dataset
+
+    @dataclasses.dataclass(frozen=True)
+    class WithLogProbs(Dataset):
+        behavior_log_probs: np.ndarray | None = None
+
+    from offrl.data import tables
+
+    for module in (io, tables):
+        monkeypatch.setattr(module, "Dataset", WithLogProbs)
+    return WithLogProbs
+
+
+def with_log_probs(cls: type, ds: Dataset) -> Dataset:
+    values = -np.linspace(0.1, 2.0, len(ds)).astype(np.float32)
+    fields = {f.name: getattr(ds, f.name) for f in dataclasses.fields(Dataset)}
+    return cls(**(fields | {"behavior_log_probs": values}))
+
+
+@pytest.mark.parametrize("fmt", ["npz", "d4rl", "minari"])
+def test_behavior_log_probs_round_trip(fmt, tmp_path, monkeypatch):
+    cls = patch_log_prob_field(monkeypatch)
+    ds = with_log_probs(cls, make_dataset())
+    path = write_any(fmt, ds, tmp_path)
+    back = io.read(path)
+    assert_same(ds, back)
+    assert back.behavior_log_probs.dtype == np.float32
+    np.testing.assert_array_equal(back.behavior_log_probs, ds.behavior_log_probs)
+    # without them, there are none
+    plain = write_any(fmt, make_dataset(), tmp_path, overwrite=True)
+    assert io.read(plain).behavior_log_probs is None
+
+
+def test_behavior_log_probs_in_the_files(tmp_path, monkeypatch):
+    cls = patch_log_prob_field(monkeypatch)
+    ds = with_log_probs(cls, make_dataset())
+    with h5py.File(io.write_d4rl(ds, tmp_path / "d.hdf5"), "r") as f:
+        np.testing.assert_array_equal(f["infos/action_log_probs"][()], ds.behavior_log_probs)
+    with np.load(io.write_npz(ds, tmp_path / "d.npz")) as npz:
+        np.testing.assert_array_equal(npz["infos/action_log_probs"], ds.behavior_log_probs)
+    target = io.write_minari(ds, tmp_path / "m")
+    with h5py.File(target / "data" / "main_data.hdf5", "r") as f:
+        got = np.concatenate([f[f"episode_{i}/infos/action_log_probs"][()] for i in range(4)])
+    np.testing.assert_array_equal(got, ds.behavior_log_probs)
+
+
+def test_minari_log_probs_as_datacollector_infos_and_errors(tmp_path, monkeypatch):
+    cls = patch_log_prob_field(monkeypatch)
+    ds = with_log_probs(cls, make_dataset())
+    target = io.write_minari(ds, tmp_path / "m")
+    h5 = target / "data" / "main_data.hdf5"
+    with h5py.File(h5, "a") as f:  # T + 1 rows, the reset's info first, as minari records
+        g = f["episode_1/infos"]
+        values = g["action_log_probs"][()]
+        del g["action_log_probs"]
+        g["action_log_probs"] = np.r_[np.float32(0.0), values]
+    np.testing.assert_array_equal(io.read(target).behavior_log_probs, ds.behavior_log_probs)
+    with h5py.File(h5, "a") as f:
+        del f["episode_2/infos/action_log_probs"]
+    msg = one_line_error(io.read, target)
+    assert "main_data.hdf5: episode_2: field 'infos/action_log_probs': missing" in msg
+    with h5py.File(h5, "a") as f:
+        f["episode_2/infos/action_log_probs"] = np.zeros(7)
+    msg = one_line_error(io.read, target)
+    assert "episode_2: field 'infos/action_log_probs': 7 rows, expected 3" in msg
+
+
+def test_bad_behavior_log_probs(tmp_path, monkeypatch):
+    cls = patch_log_prob_field(monkeypatch)
+    ds = with_log_probs(cls, make_dataset())
+    bad = ds.behavior_log_probs.copy()
+    bad[5] = np.nan
+    msg = one_line_error(io.write_npz, ds.replace(behavior_log_probs=bad), tmp_path / "x.npz")
+    assert msg.startswith(f"{tmp_path / 'x.npz'}: field 'infos/action_log_probs': 1 NaN/inf")
+    cols = flat_columns(n=6) | {"infos/action_log_probs": np.zeros(5)}
+    path = write_flat("npz", tmp_path / "short.npz", cols)
+    msg = one_line_error(io.read, path)
+    assert (
+        "short.npz: field 'infos/action_log_probs': 5 rows, but field 'observations' has 6" in msg
+    )
+    discrete = cols | {"actions": np.zeros(6, int), "infos/action_log_probs": np.full(6, 0.5)}
+    path = write_flat("npz", tmp_path / "prob.npz", discrete, num_actions=2)
+    msg = one_line_error(io.read, path)
+    assert "prob.npz: field 'infos/action_log_probs': 5 values > 0" in msg
+
+
+def test_log_probs_ignored_while_dataset_has_no_field(tmp_path):
+    if io.has_log_probs():
+        pytest.skip("Dataset has behavior_log_probs")
+    cols = flat_columns(n=6) | {"infos/action_log_probs": np.zeros(6)}
+    assert len(io.read(write_flat("npz", tmp_path / "x.npz", cols))) == 5
+
+
+def test_minari_loads_a_dataset_with_log_probs(tmp_path, monkeypatch):
+    minari = pytest.importorskip("minari")
+    cls = patch_log_prob_field(monkeypatch)
+    ds = with_log_probs(cls, make_dataset())
+    io.write_minari(ds, tmp_path / "offrl" / "logp-v0", "offrl/logp-v0")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    loaded = minari.load_dataset("offrl/logp-v0")
+    episodes = list(loaded.iterate_episodes())
+    got = np.concatenate([ep.infos["action_log_probs"] for ep in episodes])
+    np.testing.assert_array_equal(got, ds.behavior_log_probs)

@@ -107,6 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
         "list", help="every dataset recipe: size, behaviour return, references, cached"
     )
     listing.add_argument("--json", action="store_true", help="one JSON object per recipe")
+    imp = data_sub.add_parser("import", help="a Parquet/CSV log table -> a Minari dataset")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--obs", required=True, help="columns: names or a glob, e.g. 'obs_*'")
+    imp.add_argument("--act", required=True, help="columns: names or a glob")
+    imp.add_argument("--reward", required=True)
+    imp.add_argument("--episode", required=True, help="the column naming each row's episode")
+    imp.add_argument("--terminal")
+    imp.add_argument("--timeout")
+    imp.add_argument("--next-obs", help="columns; default: the next row's observation")
+    imp.add_argument("--behavior-log-prob", help="column of log π_b(a|s), for OPE")
+    imp.add_argument("--step", help="orders the rows of an episode (default: file order)")
+    imp.add_argument("--env", help="the gymnasium id the log comes from, if any")
+    imp.add_argument("--out", required=True, type=Path, help="Minari dataset directory")
+    imp.add_argument("--overwrite", action="store_true")
+    exp = data_sub.add_parser("export", help="a dataset -> a Parquet/CSV table")
+    exp.add_argument("source", help="recipe name or path")
+    exp.add_argument("--format", choices=("parquet", "csv"), help="default: from --out's suffix")
+    exp.add_argument("--out", required=True, type=Path)
+    exp.add_argument("--overwrite", action="store_true")
     make = data_sub.add_parser("make", help="generate recipe datasets into the cache")
     make.add_argument("names", nargs="+", help="recipe names, e.g. hopper-medium")
     make.add_argument("--overwrite", action="store_true", help="regenerate a cached dataset")
@@ -291,7 +310,7 @@ def cmd_ope(args) -> None:
         estimators,
         args.discount if args.discount is not None else getattr(cfg, "discount", 0.99),
         key=args.seed,
-        behavior_log_probs=getattr(data, "behavior_log_probs", None),
+        behavior_log_probs=data.complete_log_probs(),
         config=config,
     )
     print(ope.format_results(results, as_json=args.json))
@@ -322,6 +341,8 @@ def cmd_data(args) -> None:
         else:
             _print_recipes(rows)
         return
+    if args.data_command in ("import", "export"):
+        return _data_table(args)
     if args.data_command == "make":
         for name in args.names:
             recipes.split_name(name)  # every name is checked before any work
@@ -340,6 +361,34 @@ def cmd_data(args) -> None:
     width = max(map(len, info))
     for key, value in info.items():
         print(f"{key:{width}s}  {value}")
+
+
+def _data_table(args) -> None:
+    from offrl import recipes
+    from offrl.data import io, tables
+
+    if args.data_command == "export":
+        path = tables.export_table(
+            recipes.load_dataset(args.source), args.out, args.format, args.overwrite
+        )
+        print(f"{args.source}: written to {path}")
+        return
+    tables.import_table(
+        args.file,
+        args.obs,
+        args.act,
+        args.reward,
+        args.episode,
+        out=args.out,
+        terminal=args.terminal,
+        timeout=args.timeout,
+        next_obs=args.next_obs,
+        behavior_log_prob=args.behavior_log_prob,
+        step=args.step,
+        env_id=args.env,
+        overwrite=args.overwrite,
+    )
+    print(f"{args.file}: {tables.describe_import(io.read(args.out))}; written to {args.out}")
 
 
 def _print_recipes(rows: list[dict]) -> None:

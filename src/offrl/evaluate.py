@@ -94,7 +94,7 @@ class OPEEvaluator:
             self.estimators,
             self.discount,
             key=seed,
-            behavior_log_probs=getattr(self.heldout, "behavior_log_probs", None),
+            behavior_log_probs=self.heldout.complete_log_probs(),
             config=self.config,
             action_low=self.heldout.action_low,
             action_high=self.heldout.action_high,

@@ -41,6 +41,10 @@ class Dataset:
     ref_max_score: float | None = None
     metadata: dict = field(default_factory=dict)
     num_actions: int = 0  # n of a Discrete action space; 0 for continuous actions
+    # (N,) float32 log μ(a_t|s_t) of the logged actions under the behaviour policy (D4RL's
+    # infos/action_log_probs), for off-policy evaluation; None when the log has none (NaN
+    # rows: a transition whose behaviour had no density).
+    behavior_log_probs: np.ndarray | None = None
 
     @property
     def discrete(self) -> bool:
@@ -114,6 +118,8 @@ class Dataset:
                 f"{', '.join(map(str, sorted(kinds)))}; 0 means continuous)"
             )
         cols = {c: np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS}
+        if any(p.behavior_log_probs is not None for p in parts):  # parts without: NaN rows
+            cols["behavior_log_probs"] = np.concatenate([p.log_probs_or_nan() for p in parts])
         # A part's last episode ends with the part: mark it, or it would run into the next.
         lengths = np.array([len(p) for p in parts])
         part_ends = (np.cumsum(lengths) - 1)[lengths > 0]
@@ -127,6 +133,24 @@ class Dataset:
             num_actions=first.num_actions,
         )
         return cls(**cols, **(keep | fields))
+
+    def log_probs_or_nan(self) -> np.ndarray:
+        if self.behavior_log_probs is not None:
+            return np.asarray(self.behavior_log_probs, np.float32)
+        return np.full(len(self), np.nan, np.float32)
+
+    def complete_log_probs(self) -> np.ndarray | None:
+        """The logged behaviour log-probabilities when every row has one, else None (OPE then
+        fits a behaviour model, and says so)."""
+        lp = self.behavior_log_probs
+        return None if lp is None or np.isnan(lp).any() else lp
+
+    def rows(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        """The per-transition columns at `index` (behaviour log-probabilities included)."""
+        cols = {c: getattr(self, c)[index] for c in COLUMNS}
+        if self.behavior_log_probs is not None:
+            cols["behavior_log_probs"] = self.behavior_log_probs[index]
+        return cols
 
     def info(self) -> dict:
         """Summary statistics for `offrl data info`."""
@@ -158,6 +182,7 @@ class Dataset:
             "ref_max_score": self.ref_max_score,
             "ref_source": (self.metadata.get("references") or {}).get("source"),
             "normalized_return_mean": self.normalized_return_mean(),
+            "behavior_log_probs": _log_prob_summary(self.behavior_log_probs),
         }
 
     def normalized_return_mean(self) -> float | None:
@@ -166,3 +191,10 @@ class Dataset:
             return None
         span = self.ref_max_score - self.ref_min_score
         return float(100.0 * (self.episode_returns().mean() - self.ref_min_score) / span)
+
+
+def _log_prob_summary(log_probs: np.ndarray | None) -> str:
+    if log_probs is None:
+        return "none (OPE fits a behaviour model)"
+    missing = int(np.isnan(log_probs).sum())
+    return f"logged ({missing} of {log_probs.size} rows without)" if missing else "logged"

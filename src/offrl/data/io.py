@@ -55,6 +55,19 @@ D4RL (the flat HDF5 layout of d4rl's `get_dataset`): datasets `observations`, `a
 Discrete data in the flat formats: `num_actions` (n > 0) marks it; `actions` may be (N, 1) or
 (N,) integers. A flat file that does not store num_actions (e.g. a discrete D4RL-layout file
 written elsewhere) is read as discrete when the caller passes `num_actions=n` to `read`.
+The flat columns are checked as stored, before anything is derived from them: numeric,
+observations/next_observations/actions 2-D (actions 1-D only when discrete), the others 1-D,
+and every column one row per observation ("x.hdf5: field 'actions': 400 rows, but field
+'observations' has 500").
+
+Behaviour log-probabilities (optional): log pi_b(a_i | s_i) of each logged action, for
+off-policy evaluation; `Dataset.behavior_log_probs`, (N,) float32 or None. Stored as
+`infos/action_log_probs` (D4RL's name): a 1-D dataset in D4RL files, a key of that name in
+.npz files, and per episode in Minari (`episode_<i>/infos/action_log_probs`, written with T
+rows, one per action; T + 1 rows, as minari's DataCollector records infos with the reset's
+first, are read as the last T). Every value must be finite (a logged action had positive
+probability), and <= 0 for discrete actions (a probability is at most 1). In Minari, either
+every episode has it or none. While Dataset has no such field it is neither read nor written.
 """
 
 from __future__ import annotations
@@ -66,6 +79,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +93,18 @@ from offrl.errors import DataError
 
 __all__ = [
     "ACCEPTED_FORMS",
+    "LOG_PROBS_KEY",
     "MINARI_FORMAT_VERSION",
+    "check_log_probs",
     "default_dataset_id",
+    "derive_next_observations",
+    "has_log_probs",
     "minari_root",
     "read",
     "read_d4rl",
     "read_minari",
     "read_npz",
+    "validated",
     "write",
     "write_d4rl",
     "write_minari",
@@ -106,6 +125,19 @@ _EPISODE_FIELDS = ("observations", "actions", "rewards", "terminations", "trunca
 _DATASET_ID_RE = re.compile(r"^(?:[-_\w][-_\w/]*[-_\w]+/)?[-_\w]+?-v\d+$")
 # Keys of Dataset.metadata that describe where a dataset was read from; not written back.
 _TRANSIENT_META = ("format", "source")
+# The optional per-step column of behaviour log-probabilities, and its name in the files.
+LOG_PROBS = "behavior_log_probs"
+LOG_PROBS_KEY = "infos/action_log_probs"
+# The dimensionality of each flat column as stored (actions may be 1-D when discrete).
+_FLAT_NDIM = {
+    "observations": 2,
+    "next_observations": 2,
+    "actions": 2,
+    "rewards": 1,
+    "terminals": 1,
+    "timeouts": 1,
+    LOG_PROBS: 1,
+}
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -144,7 +176,51 @@ def read(
         dataset = read_npz(p, num_actions)
     else:
         raise DataError(f"{path}: unrecognized dataset format; expected {ACCEPTED_FORMS}")
-    return validate(dataset, str(path), clip_actions=clip_actions)
+    return validated(dataset, str(path), clip_actions=clip_actions)
+
+
+def validated(dataset: Dataset, source: str, clip_actions: bool = False) -> Dataset:
+    """`validate`, and the behaviour log-probabilities checked and cast to float32."""
+    ds = validate(dataset, source, clip_actions=clip_actions)
+    values = getattr(ds, LOG_PROBS, None)
+    if values is None:
+        return ds
+    return ds.replace(**{LOG_PROBS: check_log_probs(values, len(ds), ds.discrete, source)})
+
+
+def has_log_probs() -> bool:
+    """Whether Dataset has the optional `behavior_log_probs` field."""
+    return LOG_PROBS in {f.name for f in fields(Dataset)}
+
+
+def check_log_probs(values: Any, n: int, discrete: bool, src: str) -> np.ndarray:
+    """Behaviour log-probabilities: n finite values (<= 0 when discrete), as float32."""
+    arr = np.asarray(values)
+    where = f"{src}: field '{LOG_PROBS_KEY}'"
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{where}: dtype {arr.dtype} is not numeric")
+    if arr.shape != (n,):
+        raise DataError(f"{where}: expected shape ({n},), one per transition, got {arr.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(np.float32)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        raise DataError(
+            f"{where}: {int(bad.sum())} NaN/inf values (first at index {int(np.argmax(bad))}); "
+            "a logged action has a finite log-probability"
+        )
+    if discrete and np.any(out > 0):
+        i = int(np.argmax(out > 0))
+        raise DataError(
+            f"{where}: {int((out > 0).sum())} values > 0 (first at index {i}: {out[i]:g}); "
+            "the log of a probability is <= 0"
+        )
+    return out
+
+
+def _log_probs_kw(values: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Dataset(...) keyword for the log-probabilities, when there are any and a field."""
+    return {LOG_PROBS: values} if values is not None and has_log_probs() else {}
 
 
 def write(
@@ -208,6 +284,7 @@ def read_minari(path: str | os.PathLike) -> Dataset:
 
     h5_path = data_dir / "main_data.hdf5"
     cols: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+    log_probs: list[np.ndarray | None] = []
     with _open_h5(h5_path) as f:
         names = _episode_names(f, meta, h5_path)
         for ep in names:
@@ -241,9 +318,11 @@ def read_minari(path: str | os.PathLike) -> Dataset:
             cols["rewards"].append(rew)
             cols["terminals"].append(term)
             cols["timeouts"].append(trunc)
+            log_probs.append(_episode_log_probs(group, steps, src))
     if not names:
         raise DataError(f"{h5_path}: no episodes (expected groups episode_0, episode_1, ...)")
     arrays = {c: np.concatenate(v) for c, v in cols.items()}
+    arrays |= _log_probs_kw(_joined_log_probs(log_probs, names, h5_path))
 
     offrl_meta = meta.get("offrl") if isinstance(meta.get("offrl"), dict) else {}
     low, high = _space_bounds(act_space)
@@ -291,12 +370,13 @@ def write_minari(
             "letters, digits, '-' and '_' (a namespace has 2 or more characters)"
         )
     target = Path(path)
-    ds = validate(dataset, str(target))
+    ds = validated(dataset, str(target))
     _check_chained(ds, str(target))
     if target.exists() and not overwrite:
         raise DataError(f"{target}: already exists; pass overwrite=True to replace it")
 
     starts, ends = ds.episode_starts, ds.episode_ends
+    log_probs = getattr(ds, LOG_PROBS, None)
     meta: dict[str, Any] = {
         "dataset_id": dataset_id,
         "minari_version": MINARI_FORMAT_VERSION,
@@ -340,7 +420,9 @@ def write_minari(
                 g.create_dataset("rewards", data=ds.rewards[s : e + 1])
                 g.create_dataset("terminations", data=ds.terminals[s : e + 1])
                 g.create_dataset("truncations", data=ds.timeouts[s : e + 1])
-                g.create_group("infos")
+                infos = g.create_group("infos")
+                if log_probs is not None:
+                    infos.create_dataset("action_log_probs", data=log_probs[s : e + 1])
         meta["dataset_size"] = round((data_dir / "main_data.hdf5").stat().st_size / 1e6, 1)
         (data_dir / "metadata.json").write_text(json.dumps(meta))
         _replace_dir(tmp, target, overwrite)
@@ -366,6 +448,11 @@ def read_d4rl(path: str | os.PathLike, num_actions: int | None = None) -> Datase
         cols = {key: f[key][()] for key in _REQUIRED}
         if "next_observations" in f:
             cols["next_observations"] = f["next_observations"][()]
+        if has_log_probs() and LOG_PROBS_KEY in f:
+            node = f[LOG_PROBS_KEY]
+            if not isinstance(node, h5py.Dataset):
+                raise DataError(f"{p}: field '{LOG_PROBS_KEY}': expected a dataset, found a group")
+            cols[LOG_PROBS] = node[()]
         stored = dict(f.attrs)
         if isinstance(f.get("metadata"), h5py.Group):
             group = f["metadata"]
@@ -380,10 +467,12 @@ def read_d4rl(path: str | os.PathLike, num_actions: int | None = None) -> Datase
 def write_d4rl(dataset: Dataset, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write the D4RL flat layout, next_observations included, metadata as metadata/ attrs."""
     p = Path(path)
-    ds = validate(dataset, str(p))
+    ds = validated(dataset, str(p))
     with _atomic_file(p, overwrite) as tmp, h5py.File(tmp, "w") as f:
         for key in COLUMNS:
             f.create_dataset(key, data=getattr(ds, key))
+        if getattr(ds, LOG_PROBS, None) is not None:
+            f.create_dataset(LOG_PROBS_KEY, data=getattr(ds, LOG_PROBS))
         attrs = f.create_group("metadata").attrs
         for key, value in _scalar_fields(ds).items():
             attrs[key] = value
@@ -406,7 +495,8 @@ def read_npz(path: str | os.PathLike, num_actions: int | None = None) -> Dataset
     with npz:
         cols: dict[str, np.ndarray] = {}
         stored: dict[str, Any] = {}
-        for key in (*_REQUIRED, "next_observations", *_SCALAR_KEYS):
+        optional = (LOG_PROBS_KEY,) if has_log_probs() else ()
+        for key in (*_REQUIRED, "next_observations", *optional, *_SCALAR_KEYS):
             if key not in npz.files:
                 if key in _REQUIRED:
                     raise DataError(f"{p}: field '{key}': missing")
@@ -417,6 +507,8 @@ def read_npz(path: str | os.PathLike, num_actions: int | None = None) -> Dataset
                 raise DataError(f"{p}: field '{key}': {_one_line(e)}") from None
             if key in COLUMNS:
                 cols[key] = value
+            elif key == LOG_PROBS_KEY:
+                cols[LOG_PROBS] = value
             else:
                 stored[key] = value.tolist() if value.ndim else value.item()
     return _from_flat(cols, stored, p, "npz", num_actions)
@@ -425,8 +517,10 @@ def read_npz(path: str | os.PathLike, num_actions: int | None = None) -> Dataset
 def write_npz(dataset: Dataset, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write the flat columns and the scalar fields as named arrays (uncompressed)."""
     p = Path(path)
-    ds = validate(dataset, str(p))
+    ds = validated(dataset, str(p))
     arrays = {key: getattr(ds, key) for key in COLUMNS}
+    if getattr(ds, LOG_PROBS, None) is not None:
+        arrays[LOG_PROBS_KEY] = getattr(ds, LOG_PROBS)
     arrays |= {k: np.asarray(v) for k, v in _scalar_fields(ds).items()}
     with _atomic_file(p, overwrite) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
@@ -480,6 +574,7 @@ def _from_flat(
     known = {"name", "env_id", "action_low", "action_high", "ref_min_score", "ref_max_score"}
     known.add("num_actions")
     n = _flat_num_actions(stored.get("num_actions"), num_actions, p)
+    _check_flat(cols, p, discrete=n > 0)
     actions = np.asarray(cols["actions"])
     if n and actions.ndim == 1:  # discrete actions as a flat column of indices
         cols = cols | {"actions": actions[:, None]}
@@ -487,15 +582,17 @@ def _from_flat(
         if key not in known:
             metadata.setdefault(key, value)
     if "next_observations" not in cols:
-        cols, dropped = _derive_next_observations(cols, p)
+        cols, dropped = derive_next_observations(cols, p)
         metadata |= {"next_observations": "derived", "dropped_transitions": dropped}
     metadata |= {"format": fmt, "source": str(p)}
     bounds = {}
     for key in ("action_low", "action_high"):
         value = stored.get(key)
         bounds[key] = None if value is None else np.atleast_1d(np.asarray(value))
+    log_probs = cols.pop(LOG_PROBS, None)
     return Dataset(
         **cols,
+        **_log_probs_kw(log_probs),
         name=str(stored.get("name") or p.stem),
         env_id=str(stored["env_id"]) if stored.get("env_id") else None,
         ref_min_score=_opt_float(stored.get("ref_min_score"), f"{p}: field 'ref_min_score'"),
@@ -504,6 +601,39 @@ def _from_flat(
         num_actions=n,
         **bounds,
     )
+
+
+def _check_flat(cols: dict, p: Path, discrete: bool) -> None:
+    """Every flat column numeric, of its dimensionality and with one row per transition, as
+    stored (before next observations are derived, which drops rows)."""
+    for key, value in cols.items():
+        arr, name = np.asarray(value), _flat_name(key)
+        if arr.dtype.kind not in "biuf":
+            raise DataError(f"{p}: field '{name}': dtype {arr.dtype} is not numeric")
+        want = 1 if key == "actions" and discrete and arr.ndim == 1 else _FLAT_NDIM[key]
+        if arr.ndim != want:
+            raise DataError(f"{p}: field '{name}': {_ndim_problem(key, want, arr.shape)}")
+    n = np.asarray(cols["observations"]).shape[0]
+    for key, value in cols.items():
+        rows = np.asarray(value).shape[0]
+        if rows != n:
+            raise DataError(
+                f"{p}: field '{_flat_name(key)}': {rows} rows, but field 'observations' has {n} "
+                "(every column has one row per transition)"
+            )
+
+
+def _flat_name(key: str) -> str:
+    return LOG_PROBS_KEY if key == LOG_PROBS else key
+
+
+def _ndim_problem(key: str, want: int, shape: tuple) -> str:
+    layout = {"observations": "(N, obs_dim)", "next_observations": "(N, obs_dim)"}
+    layout["actions"] = "(N, act_dim)"
+    problem = f"expected {want}-D {layout.get(key, '(N,)')}, got shape {shape}"
+    if key == "actions" and len(shape) == 1:
+        problem += "; for discrete actions, give num_actions (the number of actions)"
+    return problem
 
 
 def _flat_num_actions(stored: Any, given: int | None, p: Path) -> int:
@@ -524,7 +654,7 @@ def _flat_num_actions(stored: Any, given: int | None, p: Path) -> int:
     return int(value)
 
 
-def _derive_next_observations(cols: dict, p: Path) -> tuple[dict, int]:
+def derive_next_observations(cols: dict, p: Path) -> tuple[dict, int]:
     """next_observations[i] = observations[i + 1] inside episodes; see the module docstring."""
     obs = np.asarray(cols["observations"])
     terminals, timeouts = np.asarray(cols["terminals"]), np.asarray(cols["timeouts"])
@@ -646,6 +776,38 @@ def _read_1d(node: h5py.Group | h5py.Dataset, src: str) -> np.ndarray:
     if arr.ndim != 1:
         raise DataError(f"{src}: expected 1-D, got shape {arr.shape}")
     return arr
+
+
+def _episode_log_probs(group: h5py.Group, steps: int, src: str) -> np.ndarray | None:
+    """An episode's infos/action_log_probs: T rows, or minari's T + 1 (the reset's first)."""
+    if not has_log_probs():
+        return None
+    infos = group.get("infos")
+    if not isinstance(infos, h5py.Group) or "action_log_probs" not in infos:
+        return None
+    where = f"{src}: field '{LOG_PROBS_KEY}'"
+    arr = _read_1d(infos["action_log_probs"], where)
+    if arr.shape[0] == steps + 1:
+        return arr[1:]
+    if arr.shape[0] != steps:
+        raise DataError(
+            f"{where}: {arr.shape[0]} rows, expected {steps} (one per action) or {steps + 1} "
+            "(minari's infos, the reset's first)"
+        )
+    return arr
+
+
+def _joined_log_probs(parts: list[np.ndarray | None], names: list[str], h5: Path) -> Any:
+    """The episodes' log-probabilities as one column; every episode has them, or none."""
+    missing = [name for name, part in zip(names, parts) if part is None]
+    if len(missing) == len(parts):
+        return None
+    if missing:
+        raise DataError(
+            f"{h5}: {missing[0]}: field '{LOG_PROBS_KEY}': missing, while "
+            f"{len(parts) - len(missing)} other episodes have it (every episode has it, or none)"
+        )
+    return np.concatenate(parts)
 
 
 def _space_layout(space: dict) -> list:

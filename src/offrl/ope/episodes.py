@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl.data.dataset import COLUMNS, Dataset
+from offrl.data.dataset import Dataset
 from offrl.errors import DataError
 
 
@@ -67,7 +67,7 @@ def select_episodes(dataset: Dataset, episodes: np.ndarray) -> Dataset:
     """A dataset of the given episodes. An episode that ended with the data (neither terminal
     nor timeout on its last transition) is marked a timeout, so it stays one episode."""
     rows = episode_rows(dataset, episodes)
-    cols = {c: getattr(dataset, c)[rows] for c in COLUMNS}
+    cols = dataset.rows(rows)
     lengths = (dataset.episode_lengths())[np.asarray(episodes, np.int64)]
     last = np.cumsum(lengths) - 1
     cols["timeouts"] = cols["timeouts"].copy()
