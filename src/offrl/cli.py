@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     op.add_argument("--json", action="store_true", help='print {"fqe": {"value", "ci"}, ...}')
 
+    ex = sub.add_parser("export", help="a run's deterministic policy as one ONNX graph")
+    ex.add_argument("run_dir", type=Path)
+    ex.add_argument("--format", default="onnx", help="onnx")
+    ex.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
     data = sub.add_parser("data", help="inspect datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     info = data_sub.add_parser("info", help="size, episodes, returns, shapes and bounds")
@@ -314,6 +320,12 @@ def cmd_ope(args) -> None:
         config=config,
     )
     print(ope.format_results(results, as_json=args.json))
+
+
+def cmd_export(args) -> None:
+    from offrl.export import export_main
+
+    print(export_main(args.run_dir, args.out, args.format, args.overwrite))
 
 
 def cmd_eval(args) -> None:
@@ -537,6 +549,7 @@ COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
     "ope": cmd_ope,
+    "export": cmd_export,
     "data": cmd_data,
     "demo": cmd_demo,
 }
