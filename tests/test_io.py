@@ -560,13 +560,6 @@ def test_bad_behavior_log_probs(tmp_path, monkeypatch):
     assert "prob.npz: field 'infos/action_log_probs': 5 values > 0" in msg
 
 
-def test_log_probs_ignored_while_dataset_has_no_field(tmp_path):
-    if io.has_log_probs():
-        pytest.skip("Dataset has behavior_log_probs")
-    cols = flat_columns(n=6) | {"infos/action_log_probs": np.zeros(6)}
-    assert len(io.read(write_flat("npz", tmp_path / "x.npz", cols))) == 5
-
-
 def test_minari_loads_a_dataset_with_log_probs(tmp_path, monkeypatch):
     minari = pytest.importorskip("minari")
     cls = patch_log_prob_field(monkeypatch)

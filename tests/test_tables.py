@@ -13,7 +13,6 @@ from test_io import assert_same, make_dataset, one_line_error, patch_log_prob_fi
 
 from offrl.data import io, tables
 from offrl.data.dataset import COLUMNS, Dataset
-from offrl.errors import DataError
 
 OBS_DIM = 12  # obs_0 .. obs_11: obs_10 and obs_11 sort after obs_2 only by number
 # (episode, steps, ends in a terminal); rows interleaved in the file, steps out of order.
@@ -378,10 +377,3 @@ def test_nothing_left_without_next_observations(tmp_path):
     cols = log_columns(rows) | {"done": [0, 0]}
     msg = one_line_error(read, write(tmp_path, cols))
     assert "log.parquet: no transitions left" in msg and "next_obs" in msg
-
-
-def test_log_probs_need_the_dataset_field(tmp_path):
-    if io.has_log_probs():
-        pytest.skip("Dataset has behavior_log_probs")
-    with pytest.raises(DataError, match="behavior_log_prob"):
-        read(write(tmp_path, log_columns()), behavior_log_prob="logp")
