@@ -545,9 +545,9 @@ def test_bad_behavior_log_probs(tmp_path, monkeypatch):
     cls = patch_log_prob_field(monkeypatch)
     ds = with_log_probs(cls, make_dataset())
     bad = ds.behavior_log_probs.copy()
-    bad[5] = np.nan
+    bad[5] = -np.inf
     msg = one_line_error(io.write_npz, ds.replace(behavior_log_probs=bad), tmp_path / "x.npz")
-    assert msg.startswith(f"{tmp_path / 'x.npz'}: field 'infos/action_log_probs': 1 NaN/inf")
+    assert msg.startswith(f"{tmp_path / 'x.npz'}: field 'infos/action_log_probs': 1 infinite")
     cols = flat_columns(n=6) | {"infos/action_log_probs": np.zeros(5)}
     path = write_flat("npz", tmp_path / "short.npz", cols)
     msg = one_line_error(io.read, path)
@@ -570,3 +570,14 @@ def test_minari_loads_a_dataset_with_log_probs(tmp_path, monkeypatch):
     episodes = list(loaded.iterate_episodes())
     got = np.concatenate([ep.infos["action_log_probs"] for ep in episodes])
     np.testing.assert_array_equal(got, ds.behavior_log_probs)
+
+
+@pytest.mark.parametrize("fmt", ["npz", "d4rl", "minari"])
+def test_partly_logged_log_probs_round_trip(fmt, tmp_path, monkeypatch):
+    # Dataset.concatenate of parts with and without log-probs marks the missing rows NaN
+    cls = patch_log_prob_field(monkeypatch)
+    ds = with_log_probs(cls, make_dataset())
+    partial = ds.behavior_log_probs.copy()
+    partial[:4] = np.nan  # the first episode was not logged
+    back = io.read(write_any(fmt, ds.replace(behavior_log_probs=partial), tmp_path))
+    np.testing.assert_array_equal(back.behavior_log_probs, partial)

@@ -301,7 +301,7 @@ BAD = [
      "1 action indices >= num_actions 3 (first at row 8: 3)"),
     (None, {"act": "act_x", "discrete": True}, "column 'act_x'", "not action indices 0, 1"),
     (None, {"act": "act_*", "num_actions": 2}, "act", "discrete actions are one column"),
-    (set_row("logp", 6, float("nan")), {"behavior_log_prob": "logp"}, "column 'logp'",
+    (set_row("logp", 6, float("-inf")), {"behavior_log_prob": "logp"}, "column 'logp'",
      "1 NaN/inf values (first at row 6)"),
 ]  # fmt: skip
 
@@ -377,3 +377,17 @@ def test_nothing_left_without_next_observations(tmp_path):
     cols = log_columns(rows) | {"done": [0, 0]}
     msg = one_line_error(read, write(tmp_path, cols))
     assert "log.parquet: no transitions left" in msg and "next_obs" in msg
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_partly_logged_log_probs(fmt, tmp_path, log_prob_field):
+    # null or NaN: a step whose log-probability was not logged (Dataset.concatenate's NaN)
+    cols = log_columns()
+    cols["logp"] = [None if i == 0 else v for i, v in enumerate(cols["logp"])]
+    cols["logp"][2] = float("nan")
+    ds = read(write(tmp_path, cols, fmt), behavior_log_prob="logp", next_obs="next_obs_*")
+    assert np.isnan(ds.behavior_log_probs).sum() == 2 and ds.complete_log_probs() is None
+    back = reread(
+        tables.export_table(ds, tmp_path / f"back.{fmt}"), behavior_log_prob="behavior_log_prob"
+    )
+    np.testing.assert_array_equal(back.behavior_log_probs, ds.behavior_log_probs)

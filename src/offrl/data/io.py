@@ -65,9 +65,10 @@ off-policy evaluation; `Dataset.behavior_log_probs`, (N,) float32 or None. Store
 `infos/action_log_probs` (D4RL's name): a 1-D dataset in D4RL files, a key of that name in
 .npz files, and per episode in Minari (`episode_<i>/infos/action_log_probs`, written with T
 rows, one per action; T + 1 rows, as minari's DataCollector records infos with the reset's
-first, are read as the last T). Every value must be finite (a logged action had positive
-probability), and <= 0 for discrete actions (a probability is at most 1). In Minari, either
-every episode has it or none. While Dataset has no such field it is neither read nor written.
+first, are read as the last T). NaN marks a row without one (Dataset.concatenate of parts
+with and without them; `Dataset.complete_log_probs` is then None); no value may be +-inf (a
+logged action had positive probability), and none > 0 for discrete actions (a probability is
+at most 1). In Minari, either every episode has the field or none.
 """
 
 from __future__ import annotations
@@ -194,7 +195,8 @@ def has_log_probs() -> bool:
 
 
 def check_log_probs(values: Any, n: int, discrete: bool, src: str) -> np.ndarray:
-    """Behaviour log-probabilities: n finite values (<= 0 when discrete), as float32."""
+    """Behaviour log-probabilities: n values, NaN (not logged) or finite (<= 0 when
+    discrete), as float32."""
     arr = np.asarray(values)
     where = f"{src}: field '{LOG_PROBS_KEY}'"
     if arr.dtype.kind not in "biuf":
@@ -203,11 +205,11 @@ def check_log_probs(values: Any, n: int, discrete: bool, src: str) -> np.ndarray
         raise DataError(f"{where}: expected shape ({n},), one per transition, got {arr.shape}")
     with np.errstate(over="ignore", invalid="ignore"):
         out = arr.astype(np.float32)
-    bad = ~np.isfinite(out)
+    bad = np.isinf(out)
     if bad.any():
         raise DataError(
-            f"{where}: {int(bad.sum())} NaN/inf values (first at index {int(np.argmax(bad))}); "
-            "a logged action has a finite log-probability"
+            f"{where}: {int(bad.sum())} infinite values (first at index {int(np.argmax(bad))}); "
+            "a logged action has a finite log-probability (NaN: not logged)"
         )
     if discrete and np.any(out > 0):
         i = int(np.argmax(out > 0))

@@ -40,7 +40,8 @@ Actions: one integer or bool column is discrete, num_actions = max + 1 unless gi
   or `False` forces the kind, `num_actions=n` implies discrete.
 Behaviour log-probabilities: the `behavior_log_prob` column, log pi_b(a_t | s_t) of each
   logged action, goes to Dataset.behavior_log_probs (written by io as
-  infos/action_log_probs) for off-policy evaluation.
+  infos/action_log_probs) for off-policy evaluation. A null or NaN there marks a step whose
+  log-probability was not logged (as Dataset.concatenate marks them); inf is an error.
 metadata["table_columns"] records which column gave what.
 
 Errors are one line: "<file>: column '<name>': <problem>", rows counted from 0 in file order.
@@ -590,8 +591,13 @@ def _transitions(
 
 
 def _log_probs(table: pa.Table, col: str, p: Path, action_kind: str) -> np.ndarray:
-    """log pi_b(a|s): finite, and <= 0 for discrete actions (a probability is at most 1)."""
-    values = _values(table, col, p).astype(np.float64)
+    """log pi_b(a|s): NaN (null or NaN: not logged) or finite, and <= 0 for discrete actions
+    (a probability is at most 1)."""
+    arr = table.column(col)
+    if not (pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)):
+        raise DataError(f"{p}: column '{col}': type {arr.type} is not numeric")
+    values = arr.cast(pa.float64()).fill_null(float("nan")).to_numpy()
+    _check_floats(np.where(np.isnan(values), 0.0, values), col, p)  # inf, beyond float32
     if action_kind == "i" and np.any(values > 0):
         i = int(np.argmax(values > 0))
         raise DataError(
