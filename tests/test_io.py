@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import warnings
 
@@ -470,33 +469,13 @@ def test_flat_discrete_actions_may_be_one_dimensional(fmt, tmp_path):
 # --------------------------------------------------------------------------- log-probs
 
 
-def patch_log_prob_field(monkeypatch) -> type:
-    """The Dataset class with the optional `behavior_log_probs` field: Dataset itself once
-    dataset.py has it, until then a subclass patched into the modules that build Datasets."""
-    if io.has_log_probs():
-        return Dataset
-
-    @dataclasses.dataclass(frozen=True)
-    class WithLogProbs(Dataset):
-        behavior_log_probs: np.ndarray | None = None
-
-    from offrl.data import tables
-
-    for module in (io, tables):
-        monkeypatch.setattr(module, "Dataset", WithLogProbs)
-    return WithLogProbs
-
-
-def with_log_probs(cls: type, ds: Dataset) -> Dataset:
-    values = -np.linspace(0.1, 2.0, len(ds)).astype(np.float32)
-    fields = {f.name: getattr(ds, f.name) for f in dataclasses.fields(Dataset)}
-    return cls(**(fields | {"behavior_log_probs": values}))
+def with_log_probs(ds: Dataset) -> Dataset:
+    return ds.replace(behavior_log_probs=-np.linspace(0.1, 2.0, len(ds)).astype(np.float32))
 
 
 @pytest.mark.parametrize("fmt", ["npz", "d4rl", "minari"])
 def test_behavior_log_probs_round_trip(fmt, tmp_path, monkeypatch):
-    cls = patch_log_prob_field(monkeypatch)
-    ds = with_log_probs(cls, make_dataset())
+    ds = with_log_probs(make_dataset())
     path = write_any(fmt, ds, tmp_path)
     back = io.read(path)
     assert_same(ds, back)
@@ -508,8 +487,7 @@ def test_behavior_log_probs_round_trip(fmt, tmp_path, monkeypatch):
 
 
 def test_behavior_log_probs_in_the_files(tmp_path, monkeypatch):
-    cls = patch_log_prob_field(monkeypatch)
-    ds = with_log_probs(cls, make_dataset())
+    ds = with_log_probs(make_dataset())
     with h5py.File(io.write_d4rl(ds, tmp_path / "d.hdf5"), "r") as f:
         np.testing.assert_array_equal(f["infos/action_log_probs"][()], ds.behavior_log_probs)
     with np.load(io.write_npz(ds, tmp_path / "d.npz")) as npz:
@@ -521,8 +499,7 @@ def test_behavior_log_probs_in_the_files(tmp_path, monkeypatch):
 
 
 def test_minari_log_probs_as_datacollector_infos_and_errors(tmp_path, monkeypatch):
-    cls = patch_log_prob_field(monkeypatch)
-    ds = with_log_probs(cls, make_dataset())
+    ds = with_log_probs(make_dataset())
     target = io.write_minari(ds, tmp_path / "m")
     h5 = target / "data" / "main_data.hdf5"
     with h5py.File(h5, "a") as f:  # T + 1 rows, the reset's info first, as minari records
@@ -542,8 +519,7 @@ def test_minari_log_probs_as_datacollector_infos_and_errors(tmp_path, monkeypatc
 
 
 def test_bad_behavior_log_probs(tmp_path, monkeypatch):
-    cls = patch_log_prob_field(monkeypatch)
-    ds = with_log_probs(cls, make_dataset())
+    ds = with_log_probs(make_dataset())
     bad = ds.behavior_log_probs.copy()
     bad[5] = -np.inf
     msg = one_line_error(io.write_npz, ds.replace(behavior_log_probs=bad), tmp_path / "x.npz")
@@ -562,8 +538,7 @@ def test_bad_behavior_log_probs(tmp_path, monkeypatch):
 
 def test_minari_loads_a_dataset_with_log_probs(tmp_path, monkeypatch):
     minari = pytest.importorskip("minari")
-    cls = patch_log_prob_field(monkeypatch)
-    ds = with_log_probs(cls, make_dataset())
+    ds = with_log_probs(make_dataset())
     io.write_minari(ds, tmp_path / "offrl" / "logp-v0", "offrl/logp-v0")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     loaded = minari.load_dataset("offrl/logp-v0")
@@ -575,8 +550,7 @@ def test_minari_loads_a_dataset_with_log_probs(tmp_path, monkeypatch):
 @pytest.mark.parametrize("fmt", ["npz", "d4rl", "minari"])
 def test_partly_logged_log_probs_round_trip(fmt, tmp_path, monkeypatch):
     # Dataset.concatenate of parts with and without log-probs marks the missing rows NaN
-    cls = patch_log_prob_field(monkeypatch)
-    ds = with_log_probs(cls, make_dataset())
+    ds = with_log_probs(make_dataset())
     partial = ds.behavior_log_probs.copy()
     partial[:4] = np.nan  # the first episode was not logged
     back = io.read(write_any(fmt, ds.replace(behavior_log_probs=partial), tmp_path))

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from test_io import assert_same, make_dataset, one_line_error, patch_log_prob_field
+from test_io import assert_same, make_dataset, one_line_error
 
 from offrl.data import io, tables
 from offrl.data.dataset import COLUMNS, Dataset
@@ -66,11 +66,6 @@ def read(path, **kw) -> Dataset:
 
 def expected_obs(episode: int, steps) -> np.ndarray:
     return np.array([[obs_value(episode, s, d) for d in range(OBS_DIM)] for s in steps])
-
-
-@pytest.fixture
-def log_prob_field(monkeypatch):
-    return patch_log_prob_field(monkeypatch)
 
 
 # --------------------------------------------------------------------------- import
@@ -184,7 +179,7 @@ def test_discrete_actions(tmp_path):
     np.testing.assert_array_equal(forced.actions, ds.actions)
 
 
-def test_behavior_log_probs_are_carried_through(tmp_path, log_prob_field):
+def test_behavior_log_probs_are_carried_through(tmp_path):
     path = write(tmp_path, log_columns())
     out = tables.import_table(
         path, "obs_*", "act_x,act_y", "r", "session", step="t", terminal="done",
@@ -229,11 +224,11 @@ def test_round_trip(fmt, tmp_path):
         assert (stored.ref_min_score, stored.ref_max_score) == (-1200.0, -150.0)
 
 
-def test_round_trip_discrete_with_log_probs(tmp_path, log_prob_field):
+def test_round_trip_discrete_with_log_probs(tmp_path):
     from helpers import random_discrete_dataset
 
     ds = random_discrete_dataset(n=60, num_actions=7, episode_len=20)
-    ds = log_prob_field(
+    ds = Dataset(
         **{f: getattr(ds, f) for f in ("env_id", "num_actions", *COLUMNS)},
         behavior_log_probs=np.full(len(ds), np.log(1 / 7), np.float32),
     )
@@ -308,9 +303,7 @@ BAD = [
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.parametrize("change, kw, column, problem", BAD)
-def test_errors_are_one_line_naming_file_and_column(
-    fmt, change, kw, column, problem, tmp_path, log_prob_field
-):
+def test_errors_are_one_line_naming_file_and_column(fmt, change, kw, column, problem, tmp_path):
     cols = log_columns()
     if change is not None:
         cols = change(cols)
@@ -322,7 +315,7 @@ def test_errors_are_one_line_naming_file_and_column(
     assert problem in msg, msg
 
 
-def test_discrete_log_probs_must_be_log_probabilities(tmp_path, log_prob_field):
+def test_discrete_log_probs_must_be_log_probabilities(tmp_path):
     cols = log_columns() | {"a": [0] * N, "p": [0.5] * N}
     path = write(tmp_path, cols)
     msg = one_line_error(read, path, act="a", behavior_log_prob="p")
@@ -380,7 +373,7 @@ def test_nothing_left_without_next_observations(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_partly_logged_log_probs(fmt, tmp_path, log_prob_field):
+def test_partly_logged_log_probs(fmt, tmp_path):
     # null or NaN: a step whose log-probability was not logged (Dataset.concatenate's NaN)
     cols = log_columns()
     cols["logp"] = [None if i == 0 else v for i, v in enumerate(cols["logp"])]

@@ -80,7 +80,6 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +98,6 @@ __all__ = [
     "check_log_probs",
     "default_dataset_id",
     "derive_next_observations",
-    "has_log_probs",
     "minari_root",
     "read",
     "read_d4rl",
@@ -183,15 +181,10 @@ def read(
 def validated(dataset: Dataset, source: str, clip_actions: bool = False) -> Dataset:
     """`validate`, and the behaviour log-probabilities checked and cast to float32."""
     ds = validate(dataset, source, clip_actions=clip_actions)
-    values = getattr(ds, LOG_PROBS, None)
+    values = ds.behavior_log_probs
     if values is None:
         return ds
     return ds.replace(**{LOG_PROBS: check_log_probs(values, len(ds), ds.discrete, source)})
-
-
-def has_log_probs() -> bool:
-    """Whether Dataset has the optional `behavior_log_probs` field."""
-    return LOG_PROBS in {f.name for f in fields(Dataset)}
 
 
 def check_log_probs(values: Any, n: int, discrete: bool, src: str) -> np.ndarray:
@@ -218,11 +211,6 @@ def check_log_probs(values: Any, n: int, discrete: bool, src: str) -> np.ndarray
             "the log of a probability is <= 0"
         )
     return out
-
-
-def _log_probs_kw(values: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Dataset(...) keyword for the log-probabilities, when there are any and a field."""
-    return {LOG_PROBS: values} if values is not None and has_log_probs() else {}
 
 
 def write(
@@ -324,7 +312,7 @@ def read_minari(path: str | os.PathLike) -> Dataset:
     if not names:
         raise DataError(f"{h5_path}: no episodes (expected groups episode_0, episode_1, ...)")
     arrays = {c: np.concatenate(v) for c, v in cols.items()}
-    arrays |= _log_probs_kw(_joined_log_probs(log_probs, names, h5_path))
+    arrays[LOG_PROBS] = _joined_log_probs(log_probs, names, h5_path)
 
     offrl_meta = meta.get("offrl") if isinstance(meta.get("offrl"), dict) else {}
     low, high = _space_bounds(act_space)
@@ -378,7 +366,7 @@ def write_minari(
         raise DataError(f"{target}: already exists; pass overwrite=True to replace it")
 
     starts, ends = ds.episode_starts, ds.episode_ends
-    log_probs = getattr(ds, LOG_PROBS, None)
+    log_probs = ds.behavior_log_probs
     meta: dict[str, Any] = {
         "dataset_id": dataset_id,
         "minari_version": MINARI_FORMAT_VERSION,
@@ -450,7 +438,7 @@ def read_d4rl(path: str | os.PathLike, num_actions: int | None = None) -> Datase
         cols = {key: f[key][()] for key in _REQUIRED}
         if "next_observations" in f:
             cols["next_observations"] = f["next_observations"][()]
-        if has_log_probs() and LOG_PROBS_KEY in f:
+        if LOG_PROBS_KEY in f:
             node = f[LOG_PROBS_KEY]
             if not isinstance(node, h5py.Dataset):
                 raise DataError(f"{p}: field '{LOG_PROBS_KEY}': expected a dataset, found a group")
@@ -473,8 +461,8 @@ def write_d4rl(dataset: Dataset, path: str | os.PathLike, overwrite: bool = Fals
     with _atomic_file(p, overwrite) as tmp, h5py.File(tmp, "w") as f:
         for key in COLUMNS:
             f.create_dataset(key, data=getattr(ds, key))
-        if getattr(ds, LOG_PROBS, None) is not None:
-            f.create_dataset(LOG_PROBS_KEY, data=getattr(ds, LOG_PROBS))
+        if ds.behavior_log_probs is not None:
+            f.create_dataset(LOG_PROBS_KEY, data=ds.behavior_log_probs)
         attrs = f.create_group("metadata").attrs
         for key, value in _scalar_fields(ds).items():
             attrs[key] = value
@@ -497,8 +485,7 @@ def read_npz(path: str | os.PathLike, num_actions: int | None = None) -> Dataset
     with npz:
         cols: dict[str, np.ndarray] = {}
         stored: dict[str, Any] = {}
-        optional = (LOG_PROBS_KEY,) if has_log_probs() else ()
-        for key in (*_REQUIRED, "next_observations", *optional, *_SCALAR_KEYS):
+        for key in (*_REQUIRED, "next_observations", LOG_PROBS_KEY, *_SCALAR_KEYS):
             if key not in npz.files:
                 if key in _REQUIRED:
                     raise DataError(f"{p}: field '{key}': missing")
@@ -521,8 +508,8 @@ def write_npz(dataset: Dataset, path: str | os.PathLike, overwrite: bool = False
     p = Path(path)
     ds = validated(dataset, str(p))
     arrays = {key: getattr(ds, key) for key in COLUMNS}
-    if getattr(ds, LOG_PROBS, None) is not None:
-        arrays[LOG_PROBS_KEY] = getattr(ds, LOG_PROBS)
+    if ds.behavior_log_probs is not None:
+        arrays[LOG_PROBS_KEY] = ds.behavior_log_probs
     arrays |= {k: np.asarray(v) for k, v in _scalar_fields(ds).items()}
     with _atomic_file(p, overwrite) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
@@ -594,7 +581,7 @@ def _from_flat(
     log_probs = cols.pop(LOG_PROBS, None)
     return Dataset(
         **cols,
-        **_log_probs_kw(log_probs),
+        behavior_log_probs=log_probs,
         name=str(stored.get("name") or p.stem),
         env_id=str(stored["env_id"]) if stored.get("env_id") else None,
         ref_min_score=_opt_float(stored.get("ref_min_score"), f"{p}: field 'ref_min_score'"),
@@ -782,8 +769,6 @@ def _read_1d(node: h5py.Group | h5py.Dataset, src: str) -> np.ndarray:
 
 def _episode_log_probs(group: h5py.Group, steps: int, src: str) -> np.ndarray | None:
     """An episode's infos/action_log_probs: T rows, or minari's T + 1 (the reset's first)."""
-    if not has_log_probs():
-        return None
     infos = group.get("infos")
     if not isinstance(infos, h5py.Group) or "action_log_probs" not in infos:
         return None

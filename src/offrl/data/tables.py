@@ -200,8 +200,6 @@ def read_table(
         behavior_log_prob=_single(behavior_log_prob, schema.names, "behavior_log_prob", p),
     )
     _check_widths(cols, p)
-    if cols.behavior_log_prob and not io.has_log_probs():
-        raise DataError(f"{p}: behavior_log_prob: this offrl's Dataset cannot hold them yet")
     stored = _stored_fields(schema, p)
     table = _read(p, fmt, cols, continuous=discrete is False or len(cols.act) > 1)
     if table.num_rows == 0:
@@ -260,7 +258,7 @@ def describe_import(ds: Dataset) -> str:
             f"{ds.metadata['split_episodes']} episodes split where next_obs is not the next "
             "row's obs"
         )
-    if getattr(ds, io.LOG_PROBS, None) is not None:
+    if ds.behavior_log_probs is not None:
         notes.append("behaviour log-probabilities kept")
     return "; ".join([line, *notes])
 
@@ -279,7 +277,7 @@ def to_arrow(ds: Dataset) -> pa.Table:
         "timeout": ds.timeouts,
     }
     cols |= _numbered("next_obs", ds.next_observations)
-    log_probs = getattr(ds, io.LOG_PROBS, None)
+    log_probs = ds.behavior_log_probs
     if log_probs is not None:
         cols["behavior_log_prob"] = log_probs
     return pa.table(cols)
