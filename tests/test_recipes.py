@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from offrl import recipes
+from offrl.behavior import online
 from offrl.behavior.online import BehaviorConfig, train_behavior
 from offrl.cli import main
 from offrl.envs.registry import D4RL_REFERENCE_RETURNS, reference_scores
-from offrl.errors import DataError
+from offrl.errors import ConfigError, DataError
 from offrl.recipes import agents
 from offrl.recipes.collect import collect
 from offrl.recipes.publish import publish
@@ -101,7 +105,7 @@ def tiny_recipes(published, tmp_path, monkeypatch):
     monkeypatch.setitem(recipes.ENVS, "pendulum", recipes.EnvRecipe("pendulum", "Pendulum-v1", 600))
     recipes.manifest.cache_clear()
     yield {
-        role: publish(published / role, "pendulum", role, episodes=3)
+        role: publish(published / role, "pendulum", role, episodes=3, select_episodes=2)
         for role in ("sac", "ddpg-noise0.5", "ddpg-noise0.1")
     }
     recipes.manifest.cache_clear()
@@ -110,9 +114,9 @@ def tiny_recipes(published, tmp_path, monkeypatch):
 def test_publish_records_every_policy_and_enables_every_kind(tiny_recipes):
     sac = tiny_recipes["sac"]
     assert sac["snapshots"]["medium"]["step"] < sac["snapshots"]["expert"]["step"]
-    assert [f["step"] for f in sac["replay"]["files"]] == list(
-        range(200, sac["replay"]["until"], 200)
-    )
+    assert sac["replay"]["until"] == sac["snapshots"]["medium"]["step"]
+    published = {p.name for p in (agents.POLICY_DIR / "pendulum" / "sac").iterdir()}
+    assert published == {Path(s["file"]).name for s in sac["snapshots"].values()}
     ddpg = tiny_recipes["ddpg-noise0.1"]
     assert ddpg["snapshots"]["expert"]["deterministic"] and ddpg["replay"]["until"] == 800
     assert set(recipes.kinds_of("pendulum")) == set(recipes.D4RL_KINDS + recipes.BCQ_KINDS)
@@ -123,6 +127,77 @@ def test_publish_records_every_policy_and_enables_every_kind(tiny_recipes):
         size = sac["replay"]["until"] if kind == "medium-replay" else expected.get(kind, 600)
         assert len(ds) == size, name
         assert np.all(np.abs(ds.actions) <= 2.0), name
+
+
+def test_the_replay_kinds_are_the_agents_own_buffers_with_their_log_probabilities(
+    tiny_recipes, published
+):
+    sac = tiny_recipes["sac"]
+    until = sac["replay"]["until"]
+    made_again = recipes.generate("pendulum-medium-replay")  # training re-run to `until`
+    read = recipes.generate("pendulum-medium-replay", replay_run=published / "sac")
+    assert made_again.metadata["parts"][0]["matches_published_replay"]
+    buffer = online.read_buffer(published / "sac")
+    np.testing.assert_array_equal(read.observations, buffer["obs"][:until])
+    np.testing.assert_allclose(read.actions, 2.0 * buffer["act"][:until], atol=1e-6)  # ±2
+    np.testing.assert_array_equal(made_again.actions, read.actions)
+    assert read.timeouts[-1] or read.terminals[-1]  # the episode cut at `until` ends there
+    # Uniform first steps: density 1/4 on [-2, 2]; SAC's samples: their own log-densities.
+    logp = read.behavior_log_probs
+    np.testing.assert_allclose(logp[:200], np.log(0.25), rtol=1e-6)
+    np.testing.assert_allclose(logp[200:], buffer["logp"][200:until] - np.log(2.0), rtol=1e-5)
+    ddpg = recipes.generate("pendulum-final-buffer")
+    lp = ddpg.behavior_log_probs  # DDPG's clipped noise has no density: NaN rows
+    assert np.isfinite(lp[:200]).all() and np.isnan(lp[200:]).all()
+    with pytest.raises(ConfigError, match="not the published"):
+        recipes.generate("pendulum-medium-replay", replay_run=published / "ddpg-noise0.5")
+
+
+def test_sampling_recipes_log_the_density_of_every_action(tiny_recipes):
+    from offrl.nets.policies import tanh_gaussian_log_prob
+
+    random = recipes.generate("pendulum-random")
+    np.testing.assert_allclose(random.behavior_log_probs, np.log(0.25), rtol=1e-6)
+    expert = recipes.generate("pendulum-expert")
+    snap = tiny_recipes["sac"]["snapshots"]["expert"]
+    config = json.dumps(tiny_recipes["sac"]["algo_config"], sort_keys=True)
+    algo, cfg, state = agents.agent_template("sac", config, 3, 1)
+    state = online.load_actor(agents.POLICY_DIR / snap["file"], state)
+    mean, log_std = state.actor.apply_fn(state.actor.params, expert.observations[:500])
+    again = tanh_gaussian_log_prob(expert.actions[:500] / 2.0, mean, log_std) - np.log(2.0)
+    np.testing.assert_allclose(expert.behavior_log_probs[:500], again, rtol=1e-3, atol=1e-3)
+    assert recipes.generate("pendulum-imitation").behavior_log_probs is None  # deterministic
+
+
+def test_a_buffer_becomes_dataset_columns_in_environment_units():
+    buffer = {
+        "obs": np.arange(6, dtype=np.float32).reshape(3, 2),
+        "act": np.array([[-1.0], [0.0], [1.0]], np.float32),
+        "rew": np.ones(3, np.float32),
+        "next_obs": np.arange(2, 8, dtype=np.float32).reshape(3, 2),
+        "done": np.array([1.0, 0.0, 0.0], np.float32),
+        "timeout": np.zeros(3, np.float32),
+        "logp": np.array([0.5, np.nan, 0.5], np.float32),
+    }
+    cols = online.buffer_dataset(buffer, 2, np.array([0.0]), np.array([4.0]))
+    np.testing.assert_array_equal(cols["actions"], [[0.0], [2.0]])
+    np.testing.assert_array_equal(cols["terminals"], [True, False])
+    np.testing.assert_array_equal(cols["timeouts"], [False, True])  # cut at row 2
+    np.testing.assert_allclose(cols["behavior_log_probs"], [0.5 - np.log(2.0), np.nan])
+    with pytest.raises(ConfigError, match="holds 3 transitions, not 4"):
+        online.buffer_dataset(buffer, 4, np.array([0.0]), np.array([4.0]))
+
+
+def test_publish_refuses_unfinished_runs_and_bad_settings(published, tmp_path):
+    with pytest.raises(ConfigError, match="not a run directory"):
+        publish(tmp_path, "pendulum")
+    with pytest.raises(ConfigError, match="candidates must be at least 1"):
+        publish(published / "sac", "pendulum", candidates=0)
+    unfinished = tmp_path / "run"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text((published / "sac" / "config.json").read_text())
+    with pytest.raises(ConfigError, match="has not finished"):
+        publish(unfinished, "pendulum")
 
 
 def test_load_caches_in_minari_layout_and_ignores_partial_writes(tiny_recipes):

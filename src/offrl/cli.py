@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay-run",
         type=Path,
         metavar="RUN_DIR",
-        help="a DQN *-replay recipe: read the published training run's directory, not re-run it",
+        help="a replay recipe (medium-replay, final-buffer, concurrent, replay): read the "
+        "published training run's directory instead of re-running the training",
     )
 
     behavior = sub.add_parser("behavior", help="online behaviour agents that make the datasets")
@@ -179,7 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument(
         "--role", default="sac", choices=("sac", "ddpg-noise0.5", "ddpg-noise0.1", DQN_ROLE)
     )
-    pub.add_argument("--replay-every", type=int, help="steps between replay snapshots")
+    pub.add_argument(
+        "--candidates",
+        type=int,
+        default=5,
+        help="SAC/DDPG: snapshots measured again to choose the expert and the medium policy",
+    )
+    pub.add_argument(
+        "--select-episodes", type=int, default=20, help="episodes per candidate's measurement"
+    )
     pub.add_argument("--episodes", type=int, default=100, help="episodes per measured return")
     pub.add_argument(
         "--noisy-fraction",
@@ -298,11 +307,11 @@ def _print_returns(summary: dict, score: float | None) -> None:
 
 
 def cmd_ope(args) -> None:
-    """Estimates of the run's deterministic policy on the whole given dataset."""
-    import jax
-
+    """Estimates of the run's deterministic policy on the whole given dataset: the
+    evaluator training uses on its held-out episodes."""
     from offrl import ope, recipes
     from offrl.algos import parse_overrides
+    from offrl.evaluate import OPEEvaluator
     from offrl.policy import load_policy
 
     estimators = ope.check_estimators(args.estimator)
@@ -310,16 +319,9 @@ def cmd_ope(args) -> None:
     policy = load_policy(args.run_dir)
     data = recipes.load_dataset(args.dataset)
     algo, cfg, state = policy.algo, policy.cfg, policy.state
-    results = ope.estimate(
-        lambda obs: algo.act(cfg, state, obs, jax.random.key(0), True),
-        data,
-        estimators,
-        args.discount if args.discount is not None else getattr(cfg, "discount", 0.99),
-        key=args.seed,
-        behavior_log_probs=data.complete_log_probs(),
-        config=config,
-    )
-    print(ope.format_results(results, as_json=args.json))
+    discount = args.discount if args.discount is not None else getattr(cfg, "discount", 0.99)
+    results = OPEEvaluator(data, estimators, discount, config)(algo, cfg, state, args.seed)
+    print(ope.format_results(results["ope"], as_json=args.json))
 
 
 def cmd_export(args) -> None:
@@ -477,7 +479,9 @@ def _publish(args) -> None:
         return _publish_dqn(args)
     from offrl.recipes.publish import publish
 
-    agent = publish(args.run_dir, args.env, args.role, args.replay_every, args.episodes)
+    agent = publish(
+        args.run_dir, args.env, args.role, args.episodes, args.candidates, args.select_episodes
+    )
     for label, snap in agent["snapshots"].items():
         ret = snap["return"]
         print(
@@ -485,7 +489,11 @@ def _publish(args) -> None:
             f"{ret['std']:.1f} over {ret['episodes']} episodes"
         )
     replay = agent["replay"]
-    print(f"replay: {len(replay['files'])} snapshots up to step {replay['until']}")
+    ret = replay["return"]
+    print(
+        f"replay: the buffer to step {replay['until']}, {replay['episodes']} training episodes "
+        f"of return {ret['mean']:.1f} ± {ret['std']:.1f}"
+    )
 
 
 def _publish_dqn(args) -> None:

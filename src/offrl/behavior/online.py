@@ -20,11 +20,18 @@ Run directory:
     snapshots/step_N.msgpack   actor parameters and transforms every `snapshot_every` steps
     snapshots.jsonl      per snapshot: evaluation returns, deterministic and exploring
     episodes.jsonl       every training episode's return and length
+
+The buffer is the run's replay log: `buffer_dataset` turns its first N transitions into
+dataset columns (D4RL's medium-replay is the agent's buffer up to the medium snapshot), read
+from the run directory (`read_buffer`) or made again without files by re-running the training
+for N steps (`replay_of`); `replay_digest` says whether two replays are the same bit for bit
+(same machine and library versions).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -41,8 +48,8 @@ from offrl import algos, checkpoint
 from offrl.algos import make_algo_config
 from offrl.atomic import atomic_path, atomic_write, atomic_write_json, truncate_jsonl
 from offrl.core import Batch, Spec
-from offrl.data.transforms import Transforms
-from offrl.envs.rollout import make_env, rollout
+from offrl.data.transforms import Transforms, unit_log_jacobian
+from offrl.envs.rollout import LoggingPolicy, make_env, rollout
 from offrl.errors import ConfigError
 from offrl.evaluate import compiled_act, jax_policy
 from offrl.nets.policies import tanh_gaussian_sample
@@ -183,6 +190,69 @@ class ReplayBuffer:
         self.size = size
 
 
+def unit_to_env(unit: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """[-1, 1] -> environment action, in numpy: no device dispatch per environment step."""
+    return low + (unit + 1.0) * 0.5 * (high - low)
+
+
+def buffer_dataset(
+    buffer: dict[str, np.ndarray], until: int, low: np.ndarray, high: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Dataset columns of a buffer's first `until` transitions (ReplayBuffer.COLUMNS):
+    actions in the environment's units, as they were sent to it; the last row a timeout
+    when its episode went on past `until`; behaviour log-densities in environment units
+    (NaN where the acting policy had none)."""
+    if len(buffer["rew"]) < until:
+        raise ConfigError(f"the buffer holds {len(buffer['rew'])} transitions, not {until}")
+    terminals = buffer["done"][:until] > 0
+    timeouts = buffer["timeout"][:until] > 0
+    if until:
+        timeouts[-1] |= not terminals[-1]
+    logp = buffer["logp"][:until] - unit_log_jacobian(low, high)
+    return {
+        "observations": buffer["obs"][:until],
+        "actions": unit_to_env(buffer["act"][:until], low, high).astype(np.float32),
+        "rewards": buffer["rew"][:until],
+        "next_observations": buffer["next_obs"][:until],
+        "terminals": terminals,
+        "timeouts": timeouts,
+        "behavior_log_probs": logp.astype(np.float32),
+    }
+
+
+def read_buffer(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """The replay buffer saved in a run directory: every transition up to its last
+    checkpoint (rows past the checkpoint's step, written just before a kill, are the same
+    run's next transitions)."""
+    path = Path(run_dir) / BUFFER_FILE
+    if not path.exists():
+        raise ConfigError(f"{run_dir}: no {BUFFER_FILE}; not a behaviour run directory")
+    with np.load(path) as saved:
+        missing = [c for c in ReplayBuffer.COLUMNS if c not in saved]
+        if missing:
+            raise ConfigError(f"{path}: no column {missing[0]!r} (saved by an older offrl)")
+        return {c: saved[c] for c in ReplayBuffer.COLUMNS}
+
+
+def replay_of(bc: BehaviorConfig, progress: bool = False) -> dict[str, np.ndarray]:
+    """Run `bc` again without files (no snapshots, no checkpoints) and return its replay
+    buffer: the run directory's buffer.npz, bit for bit, on the same machine and library
+    versions. A run of N steps is the first N steps of any longer run of the same config."""
+    bc.check()
+    run = _OnlineRun(bc, None, progress)
+    run.run()
+    return {c: getattr(run.buffer, c)[: run.buffer.size] for c in ReplayBuffer.COLUMNS}
+
+
+def replay_digest(cols: dict[str, np.ndarray]) -> str:
+    """sha256 of a replay's dataset columns: equal digests, equal replays."""
+    h = hashlib.sha256()
+    for name in ("observations", "actions", "rewards", "next_observations", "terminals"):
+        h.update(np.ascontiguousarray(cols[name]).tobytes())
+    h.update(np.ascontiguousarray(cols["timeouts"]).tobytes())
+    return h.hexdigest()
+
+
 def make_explore(algo_name: str, algo, cfg):
     """The exploring action in [-1, 1] and its log-density, jitted. SAC samples its
     tanh-Gaussian exactly as `sac.act` does (same key, same draw); TD3/DDPG add Gaussian
@@ -204,6 +274,24 @@ def make_explore(algo_name: str, algo, cfg):
         return np.clip(unit, -1.0, 1.0), np.full(obs.shape[0], np.nan, np.float32)
 
     return explore_noisy
+
+
+def logging_policy(algo_name: str, algo, cfg, state, seed: int) -> LoggingPolicy:
+    """The exploring policy of `state` as a batch policy that returns its actions'
+    log-densities too (environment units). Keys are split as evaluate.jax_policy splits
+    them, so a SAC snapshot draws the same actions as jax_policy(..., deterministic=False)."""
+    explore = make_explore(algo_name, algo, cfg)
+    low, high = np.asarray(state.tf.act_low), np.asarray(state.tf.act_high)
+    shift = unit_log_jacobian(low, high)
+    key = jax.random.key(seed)
+
+    def policy(obs: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal key
+        key, sub = jax.random.split(key)
+        unit, logp = explore(state, jnp.asarray(obs, jnp.float32), sub)
+        return unit_to_env(np.asarray(unit), low, high), np.asarray(logp) - shift
+
+    return policy
 
 
 def make_fused_update(algo, cfg):
@@ -248,7 +336,10 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 class _OnlineRun:
-    def __init__(self, bc: BehaviorConfig, out: Path, progress: bool):
+    """The loop; with `out` None it writes nothing (replay_of): no logs, snapshots or
+    checkpoints, whose evaluations and files do not change the run's own steps."""
+
+    def __init__(self, bc: BehaviorConfig, out: Path | None, progress: bool):
         self.bc, self.out, self.progress = bc, out, progress
         self.algo = algos.get(bc.algo)
         self.cfg = make_algo_config(bc.algo, bc.algo_config)
@@ -293,6 +384,8 @@ class _OnlineRun:
         started, steps_at_start = time.perf_counter(), self.step
         while self.step < bc.steps:
             ret, length = self._episode(bar)
+            if self.out is None:
+                continue
             append_jsonl(
                 self.out / EPISODE_LOG, {"step": self.step, "return": ret, "length": length}
             )
@@ -305,6 +398,8 @@ class _OnlineRun:
                 self._checkpoint()
                 last_checkpoint = self.step
         bar.close()
+        if self.out is None:
+            return {}
         elapsed = time.perf_counter() - started
         summary = {
             "env_id": bc.env_id,
@@ -331,8 +426,7 @@ class _OnlineRun:
                 key = jax.random.fold_in(self.act_key, self.step)
                 unit, logp = self.explore(self.state, obs[None].astype(np.float32), key)
                 unit, logp = np.asarray(unit)[0], float(np.asarray(logp)[0])
-            # numpy, not the jnp transforms: no device dispatch per environment step
-            action = self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
+            action = unit_to_env(unit, self.low, self.high)
             next_obs, rew, term, trunc, _ = self.env.step(action)
             self.buffer.add(obs, unit, rew, next_obs, term, trunc and not term, logp)
             obs, ret, length, done = next_obs, ret + float(rew), length + 1, term or trunc
@@ -340,7 +434,7 @@ class _OnlineRun:
             bar.update(1)
             if self.step >= bc.start_steps and self.step % bc.update_every == 0:
                 self._update()
-            if self.step % bc.snapshot_every == 0:
+            if self.step % bc.snapshot_every == 0 and self.out is not None:
                 self._snapshot()
         if done:
             self.episode += 1

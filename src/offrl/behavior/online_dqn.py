@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -70,6 +69,7 @@ from offrl.behavior.online import (
     open_run_dir,
     progress_bar,
     read_jsonl,
+    replay_digest,
     snapshot_path,
 )
 from offrl.core import Batch, template_spec
@@ -260,15 +260,6 @@ def read_replay(run_dir: str | Path) -> dict[str, np.ndarray]:
     if end != summary["steps"]:
         raise ConfigError(f"{run_dir / REPLAY_DIR}: holds {end} of {summary['steps']} steps")
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def replay_digest(cols: dict[str, np.ndarray]) -> str:
-    """sha256 of a replay's dataset columns: equal digests, equal replays."""
-    h = hashlib.sha256()
-    for name in ("observations", "actions", "rewards", "next_observations", "terminals"):
-        h.update(np.ascontiguousarray(cols[name]).tobytes())
-    h.update(np.ascontiguousarray(cols["timeouts"]).tobytes())
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- snapshots

@@ -46,6 +46,13 @@ class Transforms:
         return rew * self.reward_scale + self.reward_shift
 
 
+def unit_log_jacobian(low, high) -> float:
+    """Σ_j log((high_j - low_j) / 2) over dimensions with high > low: log p_unit(u) =
+    log p_env(a) + this, for a = action_to_env(u). Host-side (numpy)."""
+    half = (np.asarray(high, np.float64) - np.asarray(low, np.float64)) / 2.0
+    return float(np.sum(np.log(half[half > 0])))
+
+
 def column_mean_std(x: np.ndarray, rows: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and (population) standard deviation in float64, accumulated over
     blocks of `rows`: a float64 copy of a large dataset's observations (1M x 600 floats:

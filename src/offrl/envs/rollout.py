@@ -19,6 +19,9 @@ from offrl.errors import OffrlError
 # policy(obs_batch (n, obs_dim), rng) -> actions (n, act_dim), environment units; for a
 # Discrete action space, (n,) integer actions
 BatchPolicy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+# a behaviour policy that also says log π(a|s) of the actions it took, in environment units
+# (NaN where it has no density): what the recipes log for importance sampling
+LoggingPolicy = Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass

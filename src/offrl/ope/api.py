@@ -13,7 +13,7 @@ import numpy as np
 
 from offrl import core
 from offrl.data.dataset import Dataset
-from offrl.data.transforms import Transforms, make_transforms
+from offrl.data.transforms import Transforms, make_transforms, unit_log_jacobian
 from offrl.errors import ConfigError, DataError
 from offrl.ope import behavior, bootstrap, dr, fqe, importance
 from offrl.ope.config import (
@@ -296,7 +296,7 @@ def _behavior(data: _Data, given, label: str, config: OPEConfig, key) -> tuple[j
             f"shape {arr.shape}" + ("" if np.all(np.isfinite(arr)) else " with NaN/inf")
         )
     if not ds.discrete:  # environment units -> unit actions
-        arr = arr + behavior.unit_log_jacobian(data.tf.act_low, data.tf.act_high)
+        arr = arr + unit_log_jacobian(data.tf.act_low, data.tf.act_high)
     return jnp.asarray(arr.reshape(-1), jnp.float32), {"behavior": label}
 
 
@@ -329,7 +329,7 @@ def fit_behavior_log_probs(
     log_probs, nll = _fitted_unit_log_probs(data, config, key)
     log_probs = np.asarray(log_probs, np.float64)
     if not data.discrete:
-        log_probs = log_probs - behavior.unit_log_jacobian(data.tf.act_low, data.tf.act_high)
+        log_probs = log_probs - unit_log_jacobian(data.tf.act_low, data.tf.act_high)
     return log_probs.astype(np.float32), {"behavior_nll": nll}
 
 

@@ -2,8 +2,8 @@
 
 All continuous densities are over unit actions u in [-1, 1] (core.to_device's mapping of the
 environment's bounds); a density in environment units differs by the constant Jacobian
-Σ_j log((high_j - low_j) / 2) (`unit_log_jacobian`), which cancels in π/μ when both are in
-the same units.
+Σ_j log((high_j - low_j) / 2) (offrl.data.transforms.unit_log_jacobian), which cancels in
+π/μ when both are in the same units.
 
 Target policy (the deterministic π(s) made stochastic, so that π(a|s) > 0 at logged actions):
     continuous:  π(u|s) = Π_j N(u_j; π_j(s), σ²) / (Φ((1 - π_j(s))/σ) - Φ((-1 - π_j(s))/σ)),
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax.training.train_state import TrainState
 from jax.scipy.special import log_ndtr
 
@@ -56,13 +55,6 @@ def target_log_probs(act, pi, discrete: bool, cfg, num_actions: int) -> jnp.ndar
         return epsilon_greedy_log_prob(act, pi, cfg.target_epsilon, num_actions)
     log_std = jnp.full_like(pi, jnp.log(cfg.target_std))
     return truncated_normal_log_prob(act, pi, log_std)
-
-
-def unit_log_jacobian(low, high) -> float:
-    """Σ_j log((high_j - low_j) / 2) over dimensions with high > low: log p_unit(u) =
-    log p_env(a) + this. Host-side (numpy)."""
-    half = (np.asarray(high, np.float64) - np.asarray(low, np.float64)) / 2.0
-    return float(np.sum(np.log(half[half > 0])))
 
 
 # --------------------------------------------------------------------------- behaviour model

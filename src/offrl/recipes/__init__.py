@@ -10,16 +10,16 @@ D4RL (Fu et al. 2020), every environment with a SAC agent:
     medium          the SAC snapshot nearest one third of the expert's normalized return
     expert          the best SAC snapshot (the agent trained to the end of its budget)
     medium-expert   medium + expert, concatenated
-    medium-replay   the SAC agent's training experience up to the medium snapshot, replayed
-                    from its committed snapshots: uniform actions for the first start_steps,
-                    then each snapshot acting (sampling, as it explored) for the steps up to
-                    the next one. D4RL stores the replay buffer itself; offrl re-collects it
-                    from the snapshot policies, which costs as much as a dataset of that size
-                    and differs from the buffer only in the policy's change within an interval.
+    medium-replay   the SAC agent's own replay buffer up to the medium snapshot (D4RL's
+                    procedure): uniform actions for the first start_steps, then its
+                    exploring actions, every transition in step order. Read from the
+                    published run's directory (`--replay-run DIR`, checked against the
+                    manifest's digest) or made again by re-running its training to that
+                    step (bit for bit on the same machine and library versions: the digest
+                    says whether it is; a warning when not)
 BCQ paper (Fujimoto et al. 2019), environments with the two DDPG agents:
-    final-buffer    DDPG trained with N(0, 0.5²) exploration noise: all its training steps,
-                    replayed from snapshots as above
-    concurrent      DDPG trained with N(0, 0.1²) noise: all its training steps, replayed
+    final-buffer    DDPG trained with N(0, 0.5²) exploration noise: its whole replay buffer
+    concurrent      DDPG trained with N(0, 0.1²) noise: its whole replay buffer
     imitation       the trained DDPG (noise 0.1) acting deterministically
     imperfect       that DDPG with N(0, 0.3²) noise and a uniformly random action 30% of the time
 
@@ -32,7 +32,13 @@ environment with a DQN agent (offrl.behavior.online_dqn), see offrl.recipes.disc
 
 The SAC (and DDPG) policies act as they did when exploring: SAC samples from its
 tanh-Gaussian, DDPG adds its Gaussian noise; the expert reference return is measured the
-same way. Datasets are made on first use (or `offrl data make NAME`) into
+same way. Behaviour log-probabilities (Dataset.behavior_log_probs, D4RL's
+infos/action_log_probs) are logged wherever the acting policy has a density: the uniform
+policy and SAC's samples, in every D4RL kind; NaN rows in the DDPG replays (their clipped
+Gaussian noise has none; their uniform first steps do), and no column for imitation and
+imperfect (deterministic, or clipped noise mixed with uniform actions).
+
+Datasets are made on first use (or `offrl data make NAME`) into
 $OFFRL_HOME/datasets/offrl/NAME-v0 in the Minari layout (Minari id offrl/NAME-v0), written
 to a temporary directory and renamed at the end, so a partial dataset is never taken for a
 complete one. Generation is a function of the committed files and the kind's seed.
@@ -40,6 +46,7 @@ complete one. Generation is a function of the committed files and the kind's see
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -52,7 +59,7 @@ import platformdirs
 from filelock import FileLock
 
 from offrl.data.dataset import Dataset
-from offrl.envs.rollout import BatchPolicy
+from offrl.envs.rollout import BatchPolicy, LoggingPolicy
 from offrl.errors import ConfigError, DataError, OffrlError
 from offrl.recipes import discrete
 from offrl.recipes.agents import POLICY_DIR, agent_template, manifest, snapshot_policy
@@ -63,6 +70,8 @@ DISCRETE_KINDS = discrete.KINDS
 _ALL_KINDS = D4RL_KINDS + BCQ_KINDS + ("noisy-snapshot", "replay")
 KIND_SEEDS = {kind: 1_000 * i for i, kind in enumerate(_ALL_KINDS)}
 SAC, DDPG_FINAL, DDPG_CONCURRENT, DQN = "sac", "ddpg-noise0.5", "ddpg-noise0.1", discrete.DQN
+REPLAY_AGENT = {"medium-replay": SAC, "final-buffer": DDPG_FINAL, "concurrent": DDPG_CONCURRENT}
+REPLAY_KINDS = (*REPLAY_AGENT, "replay")  # the kinds a published run's directory can feed
 IMPERFECT_NOISE, IMPERFECT_RANDOM = 0.3, 0.3
 
 
@@ -203,8 +212,9 @@ def cache_path(name: str) -> Path:
     return minari_root() / "offrl" / f"{name}-v0"
 
 
-# Bump when generation changes in a way the manifest does not show (2: D4RL references).
-RECIPE_VERSION = 2
+# Bump when generation changes in a way the manifest does not show (2: D4RL references,
+# 3: behaviour log-probabilities).
+RECIPE_VERSION = 3
 
 
 def fingerprint(name: str) -> str:
@@ -270,7 +280,7 @@ def _read_cached(name: str) -> Dataset:
 
 def make(name: str, overwrite: bool = False, replay_run: Path | None = None) -> tuple[Path, float]:
     """Generate `name` into the cache; returns (path, seconds spent generating). `replay_run`:
-    a discrete `*-replay` recipe's published training run, read instead of re-run."""
+    a replay recipe's published training run (REPLAY_KINDS), read instead of re-run."""
     from offrl.data import io
 
     started = time.perf_counter()
@@ -296,12 +306,12 @@ def describe(name: str) -> dict:
     env, kind = split_name(name)
     entry = manifest()[env.slug]
     agents = entry["agents"]
-    replay_agent = {"medium-replay": SAC, "final-buffer": DDPG_FINAL, "concurrent": DDPG_CONCURRENT}
     if DQN in agents:
         size, behaviour = discrete.describe(entry, kind, env.transitions)
-    elif kind in replay_agent:
-        replay = agents[replay_agent[kind]]["replay"]
-        size, behaviour = replay["until"], f"training replay to step {replay['until']}"
+    elif kind in REPLAY_AGENT:
+        replay = agents[REPLAY_AGENT[kind]]["replay"]
+        size = replay["until"]
+        behaviour = f"training replay: {discrete.format_return(replay['return'])}"
     else:
         size = env.transitions * (2 if kind == "medium-expert" else 1)
         behaviour = _behavior_return(entry, kind)
@@ -327,7 +337,7 @@ def _behavior_return(entry: dict, kind: str) -> str:
         ret = entry["agents"][DDPG_CONCURRENT]["snapshots"]["expert"]["return"]
     else:
         return {"medium-expert": "medium + expert", "imperfect": "noisy imitation"}[kind]
-    return f"{ret['mean']:.1f} ± {ret['std']:.1f}"
+    return discrete.format_return(ret)
 
 
 # --------------------------------------------------------------------------- generation
@@ -336,9 +346,9 @@ def _behavior_return(entry: dict, kind: str) -> str:
 def generate(name: str, replay_run: Path | None = None) -> Dataset:
     """Make the named dataset from its committed behaviour policies (deterministic)."""
     env, kind = split_name(name)
-    if replay_run is not None and not (kind == "replay" and DQN in manifest()[env.slug]["agents"]):
+    if replay_run is not None and kind not in REPLAY_KINDS:
         raise ConfigError(
-            f"{name}: a replay run directory is read only by the DQN *-replay recipes"
+            f"{name}: a replay run directory is read only by the {', '.join(REPLAY_KINDS)} recipes"
         )
     if kind == "medium-expert":  # the two datasets themselves, from the cache when there
         parts = [_part(f"{env.slug}-{k}") for k in ("medium", "expert")]
@@ -366,12 +376,8 @@ def _generate(env: EnvRecipe, kind: str, replay_run: Path | None) -> Dataset:
     agents = manifest()[env.slug]["agents"]
     if DQN in agents:
         return discrete.generate(env.env_id, kind, env.transitions, agents[DQN], seed, replay_run)
-    if kind in ("medium-replay", "final-buffer", "concurrent"):
-        agent = agents[
-            {"medium-replay": SAC, "final-buffer": DDPG_FINAL}.get(kind, DDPG_CONCURRENT)
-        ]
-        cols = _replay(env, agent, seed)
-        source = {"agent": agent["name"], "replay_until": agent["replay"]["until"]}
+    if kind in REPLAY_AGENT:
+        cols, source = _replay(env, agents[REPLAY_AGENT[kind]], replay_run)
     else:
         policy, source = _single_policy(env, kind, agents, seed)
         cols = collect(env.env_id, policy, env.transitions, seed)
@@ -382,10 +388,11 @@ def _generate(env: EnvRecipe, kind: str, replay_run: Path | None) -> Dataset:
 
 def _single_policy(env: EnvRecipe, kind: str, agents: dict, seed: int):
     if kind == "random":
-        return uniform_policy(env.env_id), {"policy": "uniform"}
+        return uniform_policy(env.env_id, log_probs=True), {"policy": "uniform"}
     if kind in ("medium", "expert"):
         snap = agents[SAC]["snapshots"][kind]
-        return snapshot_policy(agents[SAC], snap["file"], False, seed), {"policy": snap["file"]}
+        policy = snapshot_policy(agents[SAC], snap["file"], False, seed, log_probs=True)
+        return policy, {"policy": snap["file"]}
     snap = agents[DDPG_CONCURRENT]["snapshots"]["expert"]
     policy = snapshot_policy(agents[DDPG_CONCURRENT], snap["file"], True, seed)
     if kind == "imperfect":
@@ -393,17 +400,35 @@ def _single_policy(env: EnvRecipe, kind: str, agents: dict, seed: int):
     return policy, {"policy": snap["file"]}
 
 
-def _replay(env: EnvRecipe, agent: dict, seed: int) -> dict[str, np.ndarray]:
-    """The agent's training experience: uniform first, then each snapshot until the next."""
-    from offrl.recipes.collect import collect
+def _replay(env: EnvRecipe, agent: dict, run_dir: Path | None) -> tuple[dict, dict]:
+    """The agent's replay buffer up to `until` as dataset columns, and its metadata: read
+    from the published run's directory (which must be that run's: ConfigError otherwise),
+    or made again by re-running its training to that step (a warning when the digest
+    says the result is not the published buffer)."""
+    from offrl.behavior import online
 
-    replay = agent["replay"]
-    steps = [s["step"] for s in replay["files"]] + [replay["until"]]
-    parts = [collect(env.env_id, uniform_policy(env.env_id), agent["start_steps"], seed)]
-    for i, snap in enumerate(replay["files"]):
-        policy = snapshot_policy(agent, snap["file"], False, seed + i + 1)
-        parts.append(collect(env.env_id, policy, steps[i + 1] - steps[i], seed + i + 1))
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    replay, config = agent["replay"], online.BehaviorConfig(**agent["run_config"])
+    if run_dir is not None:
+        saved = json.loads((Path(run_dir) / online.CONFIG_FILE).read_text())
+        if dataclasses.replace(online.BehaviorConfig(**saved), steps=config.steps) != config:
+            # a run resumed for more steps still holds the same buffer prefix
+            raise ConfigError(f"{run_dir}: not the published {env.env_id} {agent['name']} run")
+        buffer = online.read_buffer(run_dir)
+    else:
+        buffer = online.replay_of(dataclasses.replace(config, steps=replay["until"]))
+    low, high = _action_bounds(env.env_id)
+    cols = online.buffer_dataset(buffer, replay["until"], low, high)
+    digest = online.replay_digest(cols)
+    matches = digest == replay["sha256"]
+    if not matches and run_dir is not None:
+        raise ConfigError(
+            f"{run_dir}: its buffer to step {replay['until']} (sha256 {digest[:12]}...) is not "
+            f"the published one ({replay['sha256'][:12]}...)"
+        )
+    if not matches:
+        discrete.warn_replay_differs(f"{env.env_id} {agent['name']}")
+    meta = {"agent": agent["name"], "replay_until": replay["until"], "replay_sha256": digest}
+    return cols, meta | {"matches_published_replay": matches}
 
 
 # --------------------------------------------------------------------------- policies
@@ -416,9 +441,17 @@ def _action_bounds(env_id: str) -> tuple[np.ndarray, np.ndarray]:
     return space.low.astype(np.float32), space.high.astype(np.float32)
 
 
-def uniform_policy(env_id: str) -> BatchPolicy:
+def uniform_policy(env_id: str, log_probs: bool = False) -> BatchPolicy | LoggingPolicy:
+    """Uniform actions in the environment's bounds; with `log_probs` their log-density too,
+    -Σ_j log(high_j - low_j)."""
     low, high = _action_bounds(env_id)
-    return lambda obs, rng: rng.uniform(low, high, (len(obs), len(low)))
+    log_density = -float(np.sum(np.log(high.astype(np.float64) - low)))
+
+    def policy(obs: np.ndarray, rng: np.random.Generator):
+        act = rng.uniform(low, high, (len(obs), len(low)))
+        return (act, np.full(len(obs), log_density, np.float32)) if log_probs else act
+
+    return policy
 
 
 def imperfect(policy: BatchPolicy, env_id: str) -> BatchPolicy:

@@ -7,7 +7,8 @@ import functools
 import json
 from pathlib import Path
 
-from offrl.envs.rollout import BatchPolicy
+from offrl.envs.rollout import BatchPolicy, LoggingPolicy
+from offrl.errors import ConfigError
 
 POLICY_DIR = Path(__file__).parent / "policies"
 
@@ -18,14 +19,22 @@ def manifest() -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def snapshot_policy(agent: dict, file: str, deterministic: bool, seed: int) -> BatchPolicy:
-    """A committed snapshot as a batch policy (sampling/exploring unless deterministic)."""
-    from offrl.behavior.online import load_actor
+def snapshot_policy(
+    agent: dict, file: str, deterministic: bool, seed: int, log_probs: bool = False
+) -> BatchPolicy | LoggingPolicy:
+    """A committed snapshot as a batch policy (sampling/exploring unless deterministic);
+    with `log_probs` an exploring one that returns its actions' log-densities too (NaN for
+    DDPG's clipped noise, which has none)."""
+    from offrl.behavior.online import load_actor, logging_policy
     from offrl.evaluate import jax_policy
 
     config = json.dumps(agent["algo_config"], sort_keys=True)
     algo, cfg, state = agent_template(agent["algo"], config, agent["obs_dim"], agent["act_dim"])
     state = load_actor(POLICY_DIR / file, state)
+    if log_probs:
+        if deterministic:
+            raise ConfigError(f"{file}: a deterministic policy has no log-densities")
+        return logging_policy(agent["algo"], algo, cfg, state, seed)
     return jax_policy(algo, cfg, state, deterministic, seed)
 
 

@@ -6,6 +6,9 @@ of (policy, seed). Rows are written into preallocated arrays as they come and or
 episode at the end; the first `transitions` rows are kept and an episode cut by that limit
 ends in a timeout (its value still bootstraps), as D4RL cuts its 1M-transition files.
 
+A LoggingPolicy (one that returns (actions, log-probabilities)) adds the column
+`behavior_log_probs`, the logged log π(a|s) of every row (D4RL's infos/action_log_probs).
+
 Discrete action spaces: actions are stored (N, 1) int64 indices. `episode_epsilon(k)` makes
 the policy ε-greedy with an ε fixed per episode (the discrete BCQ benchmark's noisy
 snapshot): at every step of episode k, with probability ε(k) a uniformly random action
@@ -20,13 +23,13 @@ import gymnasium as gym
 import numpy as np
 
 from offrl.behavior.online import episode_seed
-from offrl.envs.rollout import BatchPolicy, env_actions, make_env
+from offrl.envs.rollout import BatchPolicy, LoggingPolicy, env_actions, make_env
 from offrl.errors import OffrlError
 
 
 def collect(
     env_id: str,
-    policy: BatchPolicy,
+    policy: BatchPolicy | LoggingPolicy,
     transitions: int,
     seed: int,
     num_envs: int = 16,
@@ -51,7 +54,9 @@ def collect(
         "next_observations": np.zeros((capacity, obs_dim), np.float32),
         "terminals": np.zeros(capacity, bool),
         "timeouts": np.zeros(capacity, bool),
+        "behavior_log_probs": np.full(capacity, np.nan, np.float32),
     }
+    logged = False
     episode_of_row = np.zeros(capacity, np.int64)
     episode_ids = list(range(num_envs))
     obs = np.stack(
@@ -61,7 +66,13 @@ def collect(
     active = np.ones(num_envs, bool)
     length = np.zeros(num_envs, np.int64)  # rows of each environment's current episode
     while active.any():
-        actions = env_actions(policy(obs, rng), space, num_envs)
+        out = policy(obs, rng)
+        if isinstance(out, tuple):
+            out, log_probs = out
+            logged = True
+            if episode_epsilon is not None:
+                raise OffrlError("an ε-greedy collection cannot log the policy's own densities")
+        actions = env_actions(out, space, num_envs)
         if episode_epsilon is not None:
             epsilon = np.array([episode_epsilon(k) for k in episode_ids])
             explore = rng.random(num_envs) < epsilon
@@ -73,6 +84,8 @@ def collect(
             cols["rewards"][rows] = rew
             cols["next_observations"][rows] = next_obs
             cols["terminals"][rows], cols["timeouts"][rows] = term, trunc
+            if logged:
+                cols["behavior_log_probs"][rows] = log_probs[i]
             episode_of_row[rows] = episode_ids[i]
             rows += 1
             length[i] += 1
@@ -88,6 +101,8 @@ def collect(
                 started += 1
     for env in envs:
         env.close()
+    if not logged:
+        del cols["behavior_log_probs"]
     order = np.argsort(episode_of_row[:rows], kind="stable")[:transitions]
     out = {k: v[order] for k, v in cols.items()}
     kept = episode_of_row[order]

@@ -132,15 +132,21 @@ def _replay(agent: dict) -> tuple[dict[str, np.ndarray], dict]:
     digest = replay_digest(cols)
     matches = digest == agent["replay"]["sha256"]
     if not matches:
-        warnings.warn(
-            f"the regenerated {agent['run_config']['env_id']} DQN replay differs from the "
-            "published one (another machine or library version): the dataset is a replay of "
-            "the same training configuration, not the published run's",
-            stacklevel=2,
-        )
+        warn_replay_differs(f"{agent['run_config']['env_id']} DQN")
     meta = {"agent": agent["name"], "run_seed": agent["seed"], "replay_sha256": digest}
     meta["matches_published_replay"] = matches
     return {k: cols[k] for k in REPLAY_COLUMNS}, meta
+
+
+def warn_replay_differs(what: str) -> None:
+    """A replay made again is not the published one bit for bit (another machine or library
+    version): say so, the dataset is still a replay of the same training configuration."""
+    warnings.warn(
+        f"the regenerated {what} replay differs from the published one (another machine or "
+        "library version): the dataset is a replay of the same training configuration, not "
+        "the published run's",
+        stacklevel=4,
+    )
 
 
 def _replay_from_run(agent: dict, run_dir: Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -164,14 +170,15 @@ def describe(entry: dict, kind: str, transitions: int) -> tuple[int, str]:
     """(planned size, behaviour return) of a discrete kind, for `offrl data list`."""
     agent = entry["agents"][DQN]
     if kind == "replay":
-        return agent["replay"]["steps"], f"training replay: {_ret(agent['replay']['return'])}"
+        replay = agent["replay"]
+        return replay["steps"], f"training replay: {format_return(replay['return'])}"
     if kind == "random":
-        return transitions, _ret(entry["random_return"])
+        return transitions, format_return(entry["random_return"])
     snap = agent["snapshots"][kind]
     if kind == "expert":
-        return transitions, _ret(snap["return"])
+        return transitions, format_return(snap["return"])
     return transitions, f"{snap['mixed_return_mean']:.1f} (noise-free {snap['return']['mean']:.1f})"
 
 
-def _ret(ret: dict) -> str:
+def format_return(ret: dict) -> str:
     return f"{ret['mean']:.1f} ± {ret['std']:.1f}"
