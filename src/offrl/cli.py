@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from offrl.errors import OffrlError
+from offrl.errors import ConfigError, OffrlError
 
 DEMO_ALGO, DEMO_DATASET, DEMO_STEPS = "td3_bc", "pendulum-medium-expert", 10_000
 CONTINUOUS_BEHAVIOR, DISCRETE_BEHAVIOR = ("sac", "td3", "ddpg"), ("dqn", "ddqn")
@@ -205,6 +205,26 @@ def build_parser() -> argparse.ArgumentParser:
     brun.add_argument("--address", help="join this Ray cluster (default: start Ray here)")
     brun.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     brun.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sel = bench_sub.add_parser(
+        "select", help="rank a sweep's runs by an off-policy estimate from logged data"
+    )
+    sel.add_argument("results", type=Path)
+    sel.add_argument("--dataset", required=True, help="recipe name or path of the logged data")
+    sel.add_argument(
+        "--estimator",
+        default="fqe",
+        help="fqe|is|pdis|wis|wpdis|dr, comma-separated (the first ranks), or all",
+    )
+    sel.add_argument("--discount", type=float, default=0.99, help="γ of the values (all runs)")
+    sel.add_argument(
+        "--episodes", type=int, default=10, help="rollouts per run for its true value (0: none)"
+    )
+    sel.add_argument("--seed", type=int, default=0)
+    sel.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="OPEConfig field"
+    )
+    sel.add_argument("--json", action="store_true", help="print the whole selection record")
+    sel.add_argument("--no-progress", action="store_true", help="no progress bar")
     for name, text in (
         ("table", "print and write the score tables (Markdown and CSV)"),
         ("plot", "learning curves per dataset: mean and a band over seeds"),
@@ -514,6 +534,8 @@ def _publish_dqn(args) -> None:
 def cmd_bench(args) -> int:
     if args.bench_command == "run":
         return _bench_run(args)
+    if args.bench_command == "select":
+        return _bench_select(args)
     if args.bench_command == "table":
         from offrl.bench.tables import write_tables
 
@@ -549,6 +571,28 @@ def _bench_run(args) -> int:
             print(f"failed: {o.dir}: {o.error}", file=sys.stderr)
     print(f"results in {results}; the tables: `offrl bench table {results}`")
     return 1 if counts["failed"] else 0
+
+
+def _bench_select(args) -> int:
+    from offrl import ope
+    from offrl.algos import parse_overrides
+    from offrl.bench.select import Settings, markdown, select_runs
+
+    if args.episodes < 0:
+        raise ConfigError(f"--episodes must be >= 0, got {args.episodes}")
+    if not 0.0 < args.discount <= 1.0:
+        raise ConfigError(f"--discount must be in (0, 1], got {args.discount}")
+    settings = Settings(
+        dataset=args.dataset,
+        estimators=ope.check_estimators(args.estimator),
+        discount=args.discount,
+        episodes=args.episodes,
+        seed=args.seed,
+        config=ope.config_from_overrides(parse_overrides(args.set)),
+    )
+    record = select_runs(args.results, settings, progress=not args.no_progress)
+    print(json.dumps(record) if args.json else markdown(record), end="" if not args.json else "\n")
+    return 0
 
 
 COMMANDS = {

@@ -28,6 +28,7 @@ LoggingPolicy = Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np
 class Rollouts:
     returns: np.ndarray  # (episodes,)
     lengths: np.ndarray  # (episodes,)
+    discounted: np.ndarray  # (episodes,) Σ_t γ^t r_t with rollout's `discount` (1: = returns)
 
 
 def make_env(env_id: str) -> gym.Env:
@@ -70,31 +71,35 @@ def rollout(
     episodes: int,
     seed: int = 0,
     num_envs: int = 10,
+    discount: float = 1.0,
 ) -> Rollouts:
-    """Run `episodes` full episodes, `num_envs` at a time, and collect their returns."""
+    """Run `episodes` full episodes, `num_envs` at a time, and collect their returns (and
+    their returns discounted by `discount`, the true values that OPE estimates)."""
     rng = np.random.default_rng(seed)
     envs = [make_env(env_id) for _ in range(min(num_envs, episodes))]
-    returns, lengths = [], []
+    groups = []
     for start in range(0, episodes, len(envs)):
         batch = envs[: min(len(envs), episodes - start)]
-        r, n = _run_group(batch, policy, [seed + start + i for i in range(len(batch))], rng)
-        returns += r
-        lengths += n
+        seeds = [seed + start + i for i in range(len(batch))]
+        groups.append(_run_group(batch, policy, seeds, rng, discount))
     for env in envs:
         env.close()
-    return Rollouts(np.array(returns), np.array(lengths))
+    returns, lengths, discounted = (np.concatenate(col) for col in zip(*groups))
+    return Rollouts(returns, lengths, discounted)
 
 
-def _run_group(envs, policy, seeds, rng):
+def _run_group(envs, policy, seeds, rng, discount: float):
     obs = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds)]).astype(np.float32)
     alive = np.ones(len(envs), bool)
-    returns, lengths = np.zeros(len(envs)), np.zeros(len(envs), np.int64)
+    returns, discounted = np.zeros(len(envs)), np.zeros(len(envs))
+    lengths = np.zeros(len(envs), np.int64)
     while alive.any():
         actions = env_actions(policy(obs, rng), envs[0].action_space, len(envs))
         for i in np.flatnonzero(alive):
             next_obs, rew, term, trunc, _ = envs[i].step(actions[i])
             returns[i] += rew
+            discounted[i] += discount ** lengths[i] * rew
             lengths[i] += 1
             obs[i] = next_obs
             alive[i] = not (term or trunc)
-    return list(returns), list(lengths)
+    return returns, lengths, discounted

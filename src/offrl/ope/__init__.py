@@ -5,7 +5,8 @@
 
 Estimators (docs/ope.md has the equations): FQE (fqe.py), IS / PDIS / WIS / WPDIS
 (importance.py), doubly robust with FQE's critic as the model (dr.py); bootstrap intervals over
-episodes (bootstrap.py); the target policy's density and the behaviour model (behavior.py).
+episodes (bootstrap.py); the target policy's density and the behaviour model (behavior.py);
+how well estimates choose among policies: Spearman, regret@k, absolute error (selection.py).
 Model-based OPE (a learned dynamics ensemble) is not here yet.
 
 Layering: ope imports data/, nets/, core.py and errors only; evaluate.py, training.py,
@@ -21,6 +22,7 @@ from offrl.ope.config import (
     parse_estimators,
 )
 from offrl.ope.episodes import select_episodes, split_episodes
+from offrl.ope.selection import selection_metrics
 
 __all__ = [
     "ESTIMATORS",
@@ -32,5 +34,6 @@ __all__ = [
     "format_results",
     "parse_estimators",
     "select_episodes",
+    "selection_metrics",
     "split_episodes",
 ]
