@@ -174,18 +174,23 @@ def markdown(record: dict) -> str:
             cells += ["—", "—"] if t is None else [f"{t['value']:.2f}", f"{t['return']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     if record["metrics"]:
-        lines += [
-            "",
-            "| estimator | Spearman | regret@1 | regret@5 | abs. error |",
-            "|---|---|---|---|---|",
-        ]
-        for n, m in record["metrics"].items():
-            rho = "—" if m["spearman"] is None else f"{m['spearman']:.3f}"
-            cells = [n, rho] + [f"{m[k]:.3f}" for k in ("regret@1", "regret@5", "abs_error")]
-            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", *metrics_table(record["metrics"])]
     for sk in record["skipped"]:
         lines.append(f"\nskipped {sk['run']}: {sk['why']}")
     return "\n".join(lines) + "\n"
+
+
+def metrics_table(metrics: dict[str, dict], digits: int = 3) -> list[str]:
+    """The lines of a Markdown table: one row of selection metrics per estimator."""
+    lines = [
+        "| estimator | Spearman | regret@1 | regret@5 | abs. error |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, m in metrics.items():
+        values = [m["spearman"]] + [m[k] for k in ("regret@1", "regret@5", "abs_error")]
+        cells = ["—" if v is None else f"{v:.{digits}f}" for v in values]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _estimate(r: dict) -> str:

@@ -1,16 +1,18 @@
 """Networks shared by the algorithms."""
 
-from offrl.nets.discrete import DiscreteQNet
-from offrl.nets.mlp import MLP, QEnsemble, QNet, ValueNet, ensemble_member
+from offrl.nets.discrete import DiscreteQEnsemble, DiscreteQNet
+from offrl.nets.mlp import MLP, QEnsemble, QNet, ValueNet, ensemble_member, independent
 from offrl.nets.policies import DeterministicPolicy, GaussianPolicy, TanhGaussianPolicy
 from offrl.nets.vae import VAE
 
 __all__ = [
+    "DiscreteQEnsemble",
     "DiscreteQNet",
     "MLP",
     "QEnsemble",
     "QNet",
     "ensemble_member",
+    "independent",
     "ValueNet",
     "DeterministicPolicy",
     "GaussianPolicy",

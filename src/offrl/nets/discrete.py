@@ -1,6 +1,7 @@
 """Networks for discrete actions: one output per action, optionally per head and per quantile.
 
-`DiscreteQNet(hidden, num_actions)` maps observations (B, obs_dim) to Q-values (B, n). Two
+`DiscreteQNet(hidden, num_actions)` maps observations (B, obs_dim) to Q-values (B, n);
+`DiscreteQEnsemble` stacks `num` independent ones, (num, B, n). Two
 optional trailing axes, in this order, serve the multi-head and distributional variants:
 
     heads=K        (B, n, K)      K Q-estimates per action (Ensemble-DQN, REM)
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from offrl.nets.mlp import MLP
+from offrl.nets.mlp import MLP, independent
 
 
 class DiscreteQNet(nn.Module):
@@ -41,3 +42,15 @@ class DiscreteQNet(nn.Module):
         width = self.num_actions * math.prod(trailing)
         out = MLP(self.hidden, width, layer_norm=self.layer_norm)(obs)
         return out.reshape(*obs.shape[:-1], self.num_actions, *trailing)
+
+
+class DiscreteQEnsemble(nn.Module):
+    """`num` independent DiscreteQNets in one vmap: obs (B, d) -> (num, B, n)."""
+
+    hidden: Sequence[int]
+    num_actions: int
+    num: int = 2
+
+    @nn.compact
+    def __call__(self, obs: jnp.ndarray) -> jnp.ndarray:
+        return independent(DiscreteQNet, self.num)(self.hidden, self.num_actions)(obs)

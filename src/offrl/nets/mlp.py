@@ -35,6 +35,19 @@ class QNet(nn.Module):
         return MLP(self.hidden, 1, layer_norm=self.layer_norm)(x)[..., 0]
 
 
+def independent(module: type[nn.Module], num: int) -> type[nn.Module]:
+    """`num` copies of `module` with their own parameters (a leading axis of size num),
+    applied to the same inputs in one vmap: their outputs stacked on a new axis 0."""
+    return nn.vmap(
+        module,
+        variable_axes={"params": 0},
+        split_rngs={"params": True},
+        in_axes=None,
+        out_axes=0,
+        axis_size=num,
+    )
+
+
 class QEnsemble(nn.Module):
     """`num` independent Q-networks evaluated in one vmap: output (num, ...batch)."""
 
@@ -44,15 +57,7 @@ class QEnsemble(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jnp.ndarray, act: jnp.ndarray) -> jnp.ndarray:
-        ensemble = nn.vmap(
-            QNet,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=None,
-            out_axes=0,
-            axis_size=self.num,
-        )
-        return ensemble(self.hidden, self.layer_norm)(obs, act)
+        return independent(QNet, self.num)(self.hidden, self.layer_norm)(obs, act)
 
 
 def ensemble_member(params: dict, index: int) -> dict:

@@ -22,10 +22,8 @@ their min is TD3's pessimism, which biases an evaluation low).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -41,7 +39,7 @@ from offrl.core import (
     polyak,
     td_target,
 )
-from offrl.nets import DiscreteQNet, QEnsemble
+from offrl.nets import DiscreteQEnsemble, QEnsemble
 from offrl.ope.fit import run_updates
 
 
@@ -59,26 +57,6 @@ class FQEConfig:
     @property
     def discrete(self) -> bool:
         return self.num_actions > 0
-
-
-class DiscreteQEnsemble(nn.Module):
-    """`num` independent DiscreteQNets in one vmap: obs (B, d) -> (num, B, n)."""
-
-    hidden: Sequence[int]
-    num_actions: int
-    num: int = 2
-
-    @nn.compact
-    def __call__(self, obs: jnp.ndarray) -> jnp.ndarray:
-        ensemble = nn.vmap(
-            DiscreteQNet,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=None,
-            out_axes=0,
-            axis_size=self.num,
-        )
-        return ensemble(self.hidden, self.num_actions)(obs)
 
 
 @flax.struct.dataclass
