@@ -4,7 +4,8 @@ The standard size: observation 17, action 6 (HalfCheetah's), 256-256 MLPs, batch
 1M-transition synthetic dataset in memory. For every algorithm this prints updates per
 second, the achieved GFLOP/s against the CPU's peak single-precision rate (measured with a
 large matmul, and estimated from the CPU's frequency and vector units), and, when d3rlpy
-and torch are importable, d3rlpy's updates per second and offrl's ratio to them.
+and torch are importable, d3rlpy's updates per second and offrl's ratio to them. The
+off-policy evaluators that train (FQE) are timed the same way, as rows of their own.
 
     python benchmarks/speed.py                       # every algorithm, 30 s each
     python benchmarks/speed.py --algos td3_bc --seconds 10 --no-d3rlpy --json speed.json
@@ -36,10 +37,12 @@ from offrl import algos
 from offrl.core import Batch, algorithm_data, make_update_chunk, spec_from_dataset, to_device
 from offrl.data.dataset import Dataset
 from offrl.data.transforms import make_transforms
+from offrl.ope import fqe
 
 OBS_DIM, ACT_DIM, HIDDEN, BATCH = 17, 6, (256, 256), 256
 DISCRETE_OBS_DIM, NUM_ACTIONS = 8, 4  # the discrete algorithms': LunarLander's sizes
 TRANSITIONS, EPISODE_LEN = 1_000_000, 1000
+EVALUATORS = ("fqe",)  # OPE models timed like algorithms: their update in the same chunk
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 # --------------------------------------------------------------------------- data
@@ -122,7 +125,12 @@ def xla_flops(compiled) -> float:
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
-def bench_offrl(name: str, data: Batch, ds: Dataset, seconds: float) -> dict:
+def algorithm_setup(name: str, data: Batch, ds: Dataset):
+    """(something with `.update`, its config, initial state, device data) of a name."""
+    if name == "fqe":  # π(s') is precomputed once per dataset: any unit actions will do
+        cfg = fqe.FQEConfig(discount=0.99, hidden=HIDDEN, batch_size=BATCH)
+        state = fqe.init(cfg, OBS_DIM, ACT_DIM, jax.random.key(0))
+        return fqe, cfg, state, data.replace(extra={"next_pi": data.act})
     algo = algos.get(name)
     if algos.action_kind(algo) == "discrete":  # its own (smaller) data: the copy is cheap
         ds = discrete_dataset(len(ds))
@@ -132,6 +140,11 @@ def bench_offrl(name: str, data: Batch, ds: Dataset, seconds: float) -> dict:
     state = algo.init(cfg, spec_from_dataset(ds, tf), jax.random.key(0))
     if hasattr(algo, "extra_columns"):  # e.g. AWR's returns: its own copy with the columns
         data = algorithm_data(algo, cfg, ds, tf)
+    return algo, cfg, state, data
+
+
+def bench_offrl(name: str, data: Batch, ds: Dataset, seconds: float) -> dict:
+    algo, cfg, state, data = algorithm_setup(name, data, ds)
     key = jax.random.key(1)
 
     # XLA's cost analysis counts a while loop's body once, whatever the trip count, so the
@@ -214,9 +227,13 @@ def analytic_flops(name: str, cfg) -> float:
     td3:    the same count as td3_bc (its BC term is no matmul work).
     ddpg:   td3's count with one critic and an actor step every step (num_critics = 1,
             policy_freq = 1).
+    fqe:    td3's critic step without its target actor (π(s') is precomputed): 2 target Qs
+            on (s', π(s')), 2 Qs trained on (s, a).
     """
     b, o, a = cfg.batch_size, OBS_DIM, ACT_DIM
     q_in = o + a
+    if name == "fqe":
+        return cfg.num_critics * (mlp_flops(b, q_in, 1) + mlp_flops(b, q_in, 1, "train"))
     if name == "bc":
         return mlp_flops(b, o, a, "train")
     if name in ("td3_bc", "td3", "ddpg"):
@@ -564,7 +581,8 @@ def print_targets(results: dict, peak: float) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--algos", nargs="+", default=list(algos.NAMES), choices=algos.NAMES)
+    names = list(algos.NAMES) + list(EVALUATORS)
+    p.add_argument("--algos", nargs="+", default=names, choices=names)
     p.add_argument("--seconds", type=float, default=30.0, help="timing budget per algorithm")
     p.add_argument(
         "--d3rlpy",
