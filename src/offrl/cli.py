@@ -104,6 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, type=Path, help="the .onnx file to write")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
+    model = sub.add_parser("model", help="the dynamics ensemble of model-based methods")
+    model_sub = model.add_subparsers(dest="model_command", required=True, parser_class=_Parser)
+    mtrain = model_sub.add_parser("train", help="fit a dynamics ensemble to a dataset")
+    mtrain.add_argument("dataset", help="recipe name or path")
+    mtrain.add_argument("--out", required=True, type=Path, help="the model's directory")
+    mtrain.add_argument("--seed", type=int, default=0)
+    mtrain.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="DynamicsConfig field"
+    )
+    mtrain.add_argument("--overwrite", action="store_true", help="replace a model in --out")
+    mtrain.add_argument("--no-progress", action="store_true", help="no progress bar")
+    meval = model_sub.add_parser("eval", help="a model's MSE and NLL per output on a dataset")
+    meval.add_argument("model_dir", type=Path)
+    meval.add_argument("--dataset", required=True, help="recipe name or path (held-out data)")
+    meval.add_argument("--json", action="store_true")
+
     data = sub.add_parser("data", help="inspect datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     info = data_sub.add_parser("info", help="size, episodes, returns, shapes and bounds")
@@ -342,6 +358,57 @@ def cmd_ope(args) -> None:
     discount = args.discount if args.discount is not None else getattr(cfg, "discount", 0.99)
     results = OPEEvaluator(data, estimators, discount, config)(algo, cfg, state, args.seed)
     print(ope.format_results(results["ope"], as_json=args.json))
+
+
+def cmd_model(args) -> None:
+    from offrl import dynamics, recipes
+    from offrl.overrides import parse_overrides, replace_fields
+
+    if args.model_command == "eval":
+        model, _ = dynamics.load(args.model_dir)
+        data = recipes.load_dataset(args.dataset)
+        if (data.obs_dim, data.act_dim) != (model.obs_dim, model.in_mean.shape[0] - model.obs_dim):
+            raise ConfigError(
+                f"{args.dataset}: obs/act dimensions ({data.obs_dim}, {data.act_dim}) differ "
+                f"from the model's ({model.obs_dim}, {model.in_mean.shape[0] - model.obs_dim})"
+            )
+        scores = dynamics.evaluate(model, data)
+        if args.json:
+            print(json.dumps(scores))
+            return
+        print(f"{'output':<12} {'MSE':>12} {'NLL (nats)':>12}")
+        names = dynamics.output_names(model.obs_dim)
+        for name, mse, nll in zip(names, scores["mse"], scores["nll"]):
+            print(f"{name:<12} {mse:12.5g} {nll:12.4f}")
+        return
+    cfg = replace_fields(dynamics.DynamicsConfig, parse_overrides(args.set), "dynamics config")
+    dynamics.check_config(cfg)
+    if (args.out / dynamics.MODEL_FILE).exists() and not args.overwrite:
+        raise ConfigError(f"{args.out}: a model is already there; --overwrite to replace it")
+    data = recipes.load_dataset(args.dataset)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc="dynamics", unit="epoch", disable=args.no_progress)
+
+    def progress(h: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(nll=f"{h['train_nll']:.3f}", mse=f"{min(h['holdout_mse']):.4g}")
+
+    model, record = dynamics.train(cfg, data, args.seed, progress)
+    bar.close()
+    dynamics.save(
+        args.out, model, cfg, {"dataset": args.dataset, "env_id": data.env_id, "record": record}
+    )
+    mse = ", ".join(f"{record['holdout_mse'][i]:.4g}" for i in record["elites"])
+    print(
+        f"{record['epochs']} epochs ({record['stopped']}); held-out "
+        f"{record['holdout_transitions']} transitions; elites {record['elites']} with MSE "
+        f"{mse} (standardized); "
+        f"termination: {record['termination']}"
+    )
+    if "warning" in record:
+        print(f"warning: {record['warning']}", file=sys.stderr)
+    print(f"model in {args.out}")
 
 
 def cmd_export(args) -> None:
@@ -602,6 +669,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "ope": cmd_ope,
     "export": cmd_export,
+    "model": cmd_model,
     "data": cmd_data,
     "demo": cmd_demo,
 }

@@ -25,12 +25,14 @@ Optional:
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from types import ModuleType
 from typing import Any
 
 from offrl.errors import ConfigError
+from offrl.overrides import parse_overrides, replace_fields
+
+__all__ = ["NAMES", "action_kind", "get", "get_algo", "make_algo_config", "parse_overrides"]
 
 NAMES = (
     "bc",
@@ -77,57 +79,8 @@ def action_kind(algo: ModuleType) -> str:
 # --------------------------------------------------------------------------- configs
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected key=value")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _coerce(name: str, default: Any, value: Any, annotation: str = "") -> Any:
-    """Convert an override (a string from the CLI, or a Python value) to the field's type.
-    A field whose default is None (`float | None`) takes "none" or a value of its other type."""
-    if not isinstance(value, str):
-        return tuple(value) if isinstance(default, tuple) else value
-    if default is None:
-        if value.lower() == "none":
-            return None
-        other = next((t for t in ("float", "int", "bool") if t in annotation.split(" | ")), None)
-        default = {"float": 0.0, "int": 0, "bool": False}.get(other, "")
-    try:
-        if isinstance(default, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return value.lower() in ("true", "1")
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, tuple):
-            return tuple(int(v) for v in value.strip("()[] ").split(",") if v.strip())
-        return value
-    except ValueError:
-        kind = type(default).__name__
-        raise ConfigError(f"config field {name!r}: cannot read {value!r} as {kind}") from None
-
-
 def make_algo_config(algo_name: str, overrides: dict[str, Any]):
-    algo = get_algo(algo_name)
-    fields = {f.name: f for f in dataclasses.fields(algo.Config)}
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"unknown config field(s) {', '.join(unknown)} for {algo_name}; "
-            f"valid: {', '.join(fields)}"
-        )
-    defaults = algo.Config()
-    values = {
-        k: _coerce(k, getattr(defaults, k), v, str(fields[k].type)) for k, v in overrides.items()
-    }
-    return algo.Config(**values)
+    return replace_fields(get_algo(algo_name).Config, overrides, where=f" for {algo_name}")
 
 
 def get_algo(name: str):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from offrl.errors import ConfigError
+from offrl.overrides import replace_fields
 
 # Every estimator `estimate` knows, in the order results are reported.
 ESTIMATORS = ("fqe", "is", "pdis", "wis", "wpdis", "dr")
@@ -96,33 +96,6 @@ def parse_estimators(text: str) -> tuple[str, ...]:
 def config_from_overrides(overrides: dict[str, str | object]) -> OPEConfig:
     """An OPEConfig with fields replaced, values given as CLI strings ("0.2", "64,64", "none")
     or as Python values. An unknown field or an unreadable value is a one-line ConfigError."""
-    fields = {f.name: f for f in dataclasses.fields(OPEConfig)}
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"unknown OPE config field(s) {', '.join(unknown)}; valid: {', '.join(fields)}"
-        )
-    defaults = OPEConfig()
-    values = {k: _coerce(k, getattr(defaults, k), v) for k, v in overrides.items()}
-    cfg = dataclasses.replace(defaults, **values)
+    cfg = replace_fields(OPEConfig, overrides, what="OPE config")
     check_config(cfg)
     return cfg
-
-
-def _coerce(name: str, default: object, value: object) -> object:
-    if not isinstance(value, str):
-        return tuple(value) if isinstance(default, tuple) else value
-    text = value.strip()
-    try:
-        if name == "max_weight":  # the one optional field
-            return None if text.lower() == "none" else float(text)
-        if isinstance(default, bool):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return text.lower() in ("true", "1")
-        if isinstance(default, tuple):
-            return tuple(int(v) for v in text.strip("()[] ").split(",") if v.strip())
-        return type(default)(text)
-    except ValueError:
-        kind = type(default).__name__
-        raise ConfigError(f"OPE config field {name!r}: cannot read {value!r} as {kind}") from None
