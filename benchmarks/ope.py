@@ -33,7 +33,7 @@ import numpy as np
 from offrl import ope, recipes, training
 from offrl.atomic import atomic_write, atomic_write_json
 from offrl.behavior.online import load_actor, read_jsonl, snapshot_path
-from offrl.bench.select import Settings, metrics_table, score_selection, value_policy
+from offrl.bench.select import Settings, evaluator, metrics_table, score_selection, value_policy
 from offrl.envs.rollout import env_spaces
 from offrl.policy import load_policy
 from offrl.recipes.agents import agent_template
@@ -84,11 +84,12 @@ def run_task(task: str, run_dir: Path, s: Settings, args) -> dict:
         known = {"settings": s.record(), "policies": {}}
     if not args.no_run:
         data = recipes.load_dataset(s.dataset)
+        ope_eval = evaluator(data, s)
         for name, make in family(task, run_dir, s.dataset, out, args.offline_steps):
             if name in known["policies"]:
                 continue
             algo, cfg, state, env_id = make()
-            known["policies"][name] = value_policy(algo, cfg, state, env_id, data, s)
+            known["policies"][name] = value_policy(algo, cfg, state, env_id, ope_eval, s)
             atomic_write_json(cache, known)
             t = known["policies"][name]["true"]
             print(f"{task} {name}: true {t['value']:.2f} (return {t['return']:.1f})", flush=True)

@@ -1,4 +1,5 @@
-"""Synthetic data for tests, and the constant networks of the discrete algorithms' tests."""
+"""Synthetic data for tests, the constant networks of the discrete algorithms' tests and a
+constant dynamics model."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from offrl import core
+from offrl import core, dynamics
 from offrl.data.dataset import Dataset
 from offrl.data.transforms import make_transforms
+from offrl.nets.dynamics import MEMBERS
 
 
 def random_dataset(
@@ -109,3 +112,19 @@ def same_tree(a, b) -> bool:
     """Every leaf of `a` equal to the matching leaf of `b`."""
     leaves = jax.tree_util.tree_leaves
     return all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b), strict=True))
+
+
+def constant_dynamics(cfg, obs_dim, act_dim, mean_bias, raw_logvar_bias):
+    """A dynamics model whose members all predict the same constants (zero kernels, the
+    given biases of the last layer): mean (Δs, r) = mean_bias, raw log-variance as given."""
+    model = dynamics.init(cfg, obs_dim, act_dim, jax.random.key(0))
+    p = jax.tree_util.tree_map(jnp.zeros_like, model.params)
+    layers = p["params"][MEMBERS]["MLP_0"]
+    last = f"Dense_{len(cfg.hidden)}"
+    bias = jnp.broadcast_to(
+        jnp.concatenate([mean_bias, raw_logvar_bias]), layers[last]["bias"].shape
+    )
+    layers[last]["bias"] = bias
+    p["params"]["max_logvar"] = jnp.full(obs_dim + 1, 0.5)
+    p["params"]["min_logvar"] = jnp.full(obs_dim + 1, -10.0)
+    return model.replace(params=p)

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import constant_dynamics as constant_model
 from helpers import random_dataset, random_discrete_dataset
 
 from offrl import cli, dynamics
@@ -35,21 +36,6 @@ def test_logvar_bounds_by_hand():
     assert lv[1] == pytest.approx(-10 + softplus(upper + 10), abs=1e-6)
     # The lower bound is applied last, so the upper one holds up to softplus(min − max).
     assert -10 <= lv[0] < -9.99 and 0.49 < lv[2] <= 0.5 + softplus(-10.5) + 1e-7
-
-
-def constant_model(cfg, obs_dim, act_dim, mean_bias, raw_logvar_bias):
-    """A model whose members all predict the same constants: zero kernels, set biases."""
-    model = dynamics.init(cfg, obs_dim, act_dim, jax.random.key(0))
-    p = jax.tree_util.tree_map(jnp.zeros_like, model.params)
-    layers = p["params"][MEMBERS]["MLP_0"]
-    last = f"Dense_{len(cfg.hidden)}"
-    bias = jnp.broadcast_to(
-        jnp.concatenate([mean_bias, raw_logvar_bias]), layers[last]["bias"].shape
-    )
-    layers[last]["bias"] = bias
-    p["params"]["max_logvar"] = jnp.full(obs_dim + 1, 0.5)
-    p["params"]["min_logvar"] = jnp.full(obs_dim + 1, -10.0)
-    return model.replace(params=p)
 
 
 def test_gaussian_nll_bounds_term_and_weight_decay_by_hand():

@@ -5,15 +5,16 @@ intervals; the fitted behaviour model; held-out splits; one-line errors; the lay
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import random_dataset, random_discrete_dataset
+from helpers import constant_dynamics, random_dataset, random_discrete_dataset
 
-from offrl import ope
+from offrl import dynamics, ope
 from offrl.data.dataset import Dataset
 from offrl.errors import ConfigError, DataError
 from offrl.ope import behavior, dr, importance
@@ -215,6 +216,53 @@ def test_fqe_and_dr_discrete_evaluate_the_policy_not_the_max():
     eps = FAST.target_epsilon
     assert out["dr"]["value"] == pytest.approx((1 + eps / 2) * TRUE_VALUE, abs=0.2)
     assert out["dr"]["behavior"] == "logged" and "fqe_loss" in out["dr"]
+
+
+# --------------------------------------------------------------------------- model-based
+
+
+def test_model_based_on_the_chain():
+    """A fitted model of the chain: rewards are clipped to the data's range, all 1, so H = 5
+    model steps are worth Σ γ^t exactly, whatever the model learned of the states."""
+    ds = chain_dataset(episodes=40, horizon=HORIZON, discrete=False)
+    cfg = dataclasses.replace(FAST, mb_epochs=2)
+    out = ope.estimate(zero_action, ds, ("mb",), GAMMA, 0, config=cfg)["mb"]
+    assert out["value"] == pytest.approx(TRUE_VALUE, rel=1e-5)
+    assert out["model"] == "fitted" and out["model_epochs"] == 2 and out["horizon"] == HORIZON
+    assert out["termination"] == "none"
+
+
+def test_model_based_rollout_stops_at_a_terminal():
+    """A Hopper model that lowers z by 0.25 a step from z = 1: alive at 0.75, fallen at 0.5
+    (z <= 0.7); reward 1 per step: worth 1 + γ, however long the horizon."""
+    n = 20
+    obs = np.zeros((n, 3), np.float32)
+    obs[:, 0] = np.linspace(0.0, 1.5, n)
+    obs[::10, 0] = 1.0  # the episode starts
+    ds = Dataset(
+        observations=obs,
+        actions=np.zeros((n, 1), np.float32),
+        rewards=np.ones(n, np.float32),
+        next_observations=obs,
+        terminals=np.zeros(n, bool),
+        timeouts=np.arange(n) % 10 == 9,
+        action_low=-np.ones(1, np.float32),
+        action_high=np.ones(1, np.float32),
+    )
+    tiny = dynamics.DynamicsConfig(num_members=3, num_elites=2, hidden=(4,), weight_decay=(0, 0))
+    model = constant_dynamics(tiny, 3, 1, jnp.array([-0.25, 0.0, 0.0, 1.0]), jnp.full(4, -100.0))
+    given = (model.replace(termination="hopper"), {"model": "given"})
+    out = ope.estimate(zero_action, ds, ("mb",), GAMMA, 0, config=FAST, dynamics_model=given)
+    assert out["mb"]["value"] == pytest.approx(1 + GAMMA, rel=1e-5)
+    assert out["mb"]["model"] == "given" and out["mb"]["horizon"] == 10
+
+
+def test_all_leaves_model_based_out_on_discrete_data():
+    ds = chain_dataset(episodes=10, horizon=HORIZON, discrete=True)
+    out = ope.estimate(always(1), ds, "all", GAMMA, 0, np.full(len(ds), np.log(0.5)), FAST)
+    assert "mb" not in out and "fqe" in out
+    with pytest.raises(ConfigError, match="continuous actions"):
+        ope.estimate(always(1), ds, ("mb",), GAMMA, 0, config=FAST)
 
 
 # --------------------------------------------------------------------------- bootstrap

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("run_dir", type=Path)
     op.add_argument("--dataset", required=True, help="recipe name or path of the logged data")
     op.add_argument(
-        "--estimator", default="fqe", help="fqe|is|pdis|wis|wpdis|dr, comma-separated, or all"
+        "--estimator", default="fqe", help="fqe|is|pdis|wis|wpdis|dr|mb, comma-separated, or all"
     )
     op.add_argument("--discount", type=float, help="default: the algorithm's γ, else 0.99")
     op.add_argument("--seed", type=int, default=0)
@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument(
         "--estimator",
         default="fqe",
-        help="fqe|is|pdis|wis|wpdis|dr, comma-separated (the first ranks), or all",
+        help="fqe|is|pdis|wis|wpdis|dr|mb, comma-separated (the first ranks), or all",
     )
     sel.add_argument("--discount", type=float, default=0.99, help="γ of the values (all runs)")
     sel.add_argument(

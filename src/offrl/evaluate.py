@@ -72,7 +72,9 @@ class EnvEvaluator:
 
 class OPEEvaluator:
     """Off-policy estimates of the deterministic policy's discounted return on `heldout`
-    episodes; `estimate` is the first estimator's value (what progress and curves show)."""
+    episodes; `estimate` is the first estimator's value (what progress and curves show).
+    The dynamics model of "mb" depends on the data only: one evaluator values many policies
+    (or checkpoints) in one model."""
 
     def __init__(
         self,
@@ -83,10 +85,14 @@ class OPEEvaluator:
     ):
         self.heldout, self.estimators = heldout, ope.check_estimators(estimators)
         self.discount, self.config = discount, config or ope.OPEConfig()
+        self.dynamics = None  # "mb"'s model: fitted at the first call, kept for the others
 
     def __call__(self, algo, cfg, state, seed: int) -> dict:
         def act_fn(obs):
             return algo.act(cfg, state, obs, jax.random.key(0), True)
+
+        if "mb" in self.estimators and self.dynamics is None and not self.heldout.discrete:
+            self.dynamics = ope.fit_dynamics(self.heldout, self.config, seed)
 
         results = ope.estimate(
             act_fn,
@@ -98,6 +104,7 @@ class OPEEvaluator:
             config=self.config,
             action_low=self.heldout.action_low,
             action_high=self.heldout.action_high,
+            dynamics_model=self.dynamics,
         )
         return {"estimate": results[self.estimators[0]]["value"], "ope": results}
 

@@ -47,15 +47,21 @@ class Settings:
         return dataclasses.asdict(self) | {"estimators": list(self.estimators)}
 
 
-def value_policy(algo, cfg, state, env_id: str | None, data: Dataset, s: Settings) -> dict:
-    """One policy's off-policy estimates from `data` and, when `env_id` is given and
-    s.episodes > 0, its true value from rollouts:
+def evaluator(data: Dataset, s: Settings):
+    """The OPE evaluator of the settings: make one and value every policy with it."""
+    from offrl.evaluate import OPEEvaluator
+
+    return OPEEvaluator(data, s.estimators, s.discount, s.config)
+
+
+def value_policy(algo, cfg, state, env_id: str | None, ope_eval, s: Settings) -> dict:
+    """One policy's off-policy estimates (`ope_eval`, from `evaluator`) and, when `env_id`
+    is given and s.episodes > 0, its true value from rollouts:
     {"ope": {name: {"value", "ci", ...}}, "true": {"value", "std", "return", "episodes"} | None}."""
     from offrl.envs.rollout import rollout
-    from offrl.evaluate import OPEEvaluator, jax_policy
+    from offrl.evaluate import jax_policy
 
-    evaluator = OPEEvaluator(data, s.estimators, s.discount, s.config)
-    out: dict[str, Any] = {"ope": evaluator(algo, cfg, state, s.seed)["ope"], "true": None}
+    out: dict[str, Any] = {"ope": ope_eval(algo, cfg, state, s.seed)["ope"], "true": None}
     if env_id is not None and s.episodes > 0:
         policy = jax_policy(algo, cfg, state, deterministic=True, seed=s.seed)
         r = rollout(env_id, policy, s.episodes, seed=s.seed, discount=s.discount)
@@ -90,11 +96,12 @@ def select_runs(results_dir: Path, settings: Settings, progress: bool = True) ->
     if not runs:
         raise ConfigError(f"{results.root}: no completed runs to select from")
     data = recipes.load_dataset(settings.dataset)
+    ope_eval = evaluator(data, settings)
     entries, skipped = [], []
     for run in tqdm(runs, desc="select", unit="run", disable=not progress):
         name = str(run.dir.relative_to(results.root))
         if name not in cached:
-            entry = _value_run(run.dir, data, settings)
+            entry = _value_run(run.dir, data, ope_eval, settings)
             if "skipped" in entry:
                 skipped.append({"run": name, "why": entry["skipped"]})
                 continue
@@ -108,7 +115,7 @@ def select_runs(results_dir: Path, settings: Settings, progress: bool = True) ->
     return record
 
 
-def _value_run(run_dir: Path, data: Dataset, s: Settings) -> dict:
+def _value_run(run_dir: Path, data: Dataset, ope_eval, s: Settings) -> dict:
     from offrl.policy import load_policy
     from offrl.training import check_env_spaces
 
@@ -120,7 +127,7 @@ def _value_run(run_dir: Path, data: Dataset, s: Settings) -> dict:
     env_id = run.get("env_id")
     if env_id is not None:
         check_env_spaces(data, env_id, s.dataset)
-    return value_policy(policy.algo, policy.cfg, policy.state, env_id, data, s)
+    return value_policy(policy.algo, policy.cfg, policy.state, env_id, ope_eval, s)
 
 
 def _paths(root: Path, dataset: str) -> tuple[Path, Path]:

@@ -15,11 +15,12 @@ from offrl import core
 from offrl.data.dataset import Dataset
 from offrl.data.transforms import Transforms, make_transforms, unit_log_jacobian
 from offrl.errors import ConfigError, DataError
-from offrl.ope import behavior, bootstrap, dr, fqe, importance
+from offrl.ope import behavior, bootstrap, dr, fqe, importance, model_based
 from offrl.ope.config import (
     ESTIMATORS,
     IMPORTANCE,
     MODEL,
+    MODEL_BASED,
     OPEConfig,
     check_config,
     check_estimators,
@@ -59,6 +60,7 @@ def estimate(
     action_high: np.ndarray | None = None,
     target_log_prob_fn: LogProbFn | None = None,
     behavior_label: str = "logged",
+    dynamics_model: tuple | None = None,
 ) -> dict[str, dict]:
     """Off-policy estimates of the discounted return Σ_t γ^t r_t of the policy `act_fn` from
     the dataset's initial states (episode starts), in the dataset's reward units.
@@ -77,17 +79,21 @@ def estimate(
     target_log_prob_fn: log π(a|s) of the policy's own stochastic form, (raw obs, unit
         actions or indices) -> (B,); None: the truncated Gaussian (std config.target_std)
         around act_fn's action, or ε-greedy (config.target_epsilon) for discrete data.
+    dynamics_model: (offrl.dynamics.Dynamics, info) for "mb", from `fit_dynamics`: fit once
+        per dataset, value many policies; None: fitted here (or loaded, config.mb_model).
 
     Returns {name: {"value", "ci": [lo, hi], "std_error", "discount", "confidence",
     "episodes", ...}} with per-estimator diagnostics (ESS, behaviour source, FQE loss).
     """
     names = check_estimators(estimators)
+    if dataset.discrete and names == ESTIMATORS:  # "all": every estimator that applies
+        names = tuple(n for n in names if n not in MODEL_BASED)
     check_config(config)
     if not 0.0 < discount <= 1.0:
         raise ConfigError(f"discount must be in (0, 1], got {discount}")
     data = _prepare(dataset, action_low, action_high, config)
     key = jax.random.key(key) if isinstance(key, int) else key
-    k_fqe, k_behavior, k_boot = jax.random.split(key, 3)
+    k_fqe, k_behavior, k_boot, k_model = jax.random.split(key, 4)
     _check_act_fn(act_fn, data.dataset)
     pi_obs = _policy_actions(act_fn, data, data.dataset.observations, config.eval_batch)
     comps, infos = {}, {}
@@ -105,8 +111,34 @@ def estimate(
             custom = target_log_prob_fn is not None
             comps["dr"] = (dr.dr_stat, _dr(data, model, log_w, discount, config, custom))
             infos["dr"] = info | model.info
+    if any(n in MODEL_BASED for n in names):
+        comps["mb"], infos["mb"] = _model_based(
+            data, act_fn, discount, config, k_model, dynamics_model
+        )
     results = _summaries({n: comps[n] for n in names}, infos, k_boot, discount, data, config)
     return results
+
+
+def fit_dynamics(dataset: Dataset, config: OPEConfig = DEFAULT_CONFIG, key: jax.Array | int = 0):
+    """(model, info) for `estimate(..., dynamics_model=)`: the model of config.mb_model, or
+    one fitted to `dataset` (config.mb_epochs)."""
+    if dataset.discrete:
+        raise ConfigError("mb: model-based OPE needs continuous actions (a dynamics ensemble)")
+    key = jax.random.key(key) if isinstance(key, int) else key
+    return model_based.fit(dataset, config.mb_model, config.mb_epochs, key)
+
+
+def _model_based(data: _Data, act_fn, discount: float, config: OPEConfig, key, given):
+    k_fit, k_roll = jax.random.split(key)
+    model, info = given if given is not None else fit_dynamics(data.dataset, config, k_fit)
+    horizon = config.mb_horizon or data.traj.horizon
+    starts = jnp.asarray(data.dataset.observations[np.asarray(data.traj.starts)], jnp.float32)
+    limits = model_based.bounds(data.dataset)
+    values, clipped = model_based.rollout_values(
+        model, act_fn, data.tf, starts, k_roll, limits, horizon, discount, config.mb_rollouts
+    )
+    info = info | {"horizon": horizon, "rollouts": config.mb_rollouts}
+    return (importance.mean_stat, {"v": values}), info | {"clipped_fraction": float(clipped)}
 
 
 # --------------------------------------------------------------------------- inputs

@@ -9,9 +9,10 @@ from offrl.errors import ConfigError
 from offrl.overrides import replace_fields
 
 # Every estimator `estimate` knows, in the order results are reported.
-ESTIMATORS = ("fqe", "is", "pdis", "wis", "wpdis", "dr")
+ESTIMATORS = ("fqe", "is", "pdis", "wis", "wpdis", "dr", "mb")
 IMPORTANCE = ("is", "pdis", "wis", "wpdis", "dr")  # the estimators that need π/μ ratios
 MODEL = ("fqe", "dr")  # the estimators that need the FQE critic
+MODEL_BASED = ("mb",)  # the estimators that need a dynamics model
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class OPEConfig:
     behavior_hidden: tuple[int, ...] = (256, 256)
     behavior_lr: float = 1e-3  # Adam
     behavior_batch_size: int = 256
+    # Model-based OPE: rollouts in a dynamics ensemble (offrl.dynamics).
+    mb_model: str | None = None  # directory of an `offrl model train` model; None: fit one
+    mb_epochs: int = 0  # max epochs of that fit; 0: until early stopping
+    mb_horizon: int = 0  # steps per rollout; 0: the data's longest episode
+    mb_rollouts: int = 1  # rollouts per initial state
     # Shared.
     normalize_obs: bool = True  # standardize observations for the FQE and behaviour nets
     chunk_size: int = 1000  # updates fused into one compiled call (lax.scan)
@@ -66,6 +72,8 @@ def check_config(cfg: OPEConfig) -> None:
         (cfg.behavior_steps >= 0, f"behavior_steps must be >= 0, got {cfg.behavior_steps}"),
         (min(cfg.fqe_batch_size, cfg.behavior_batch_size) >= 1, "batch sizes must be >= 1"),
         (min(cfg.chunk_size, cfg.eval_batch) >= 1, "chunk_size and eval_batch must be >= 1"),
+        (min(cfg.mb_epochs, cfg.mb_horizon) >= 0, "mb_epochs and mb_horizon must be >= 0"),
+        (cfg.mb_rollouts >= 1, f"mb_rollouts must be >= 1, got {cfg.mb_rollouts}"),
     ]
     for ok, message in checks:
         if not ok:
