@@ -24,6 +24,7 @@ Values are cached per policy in OUT/TASK/values.json; a rerun computes only what
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -77,28 +78,44 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_task(task: str, run_dir: Path, s: Settings, args) -> dict:
+    """Value every policy of the task with every estimator; a policy valued before under
+    the same settings gets only the estimators it lacks (its true value is kept)."""
     out = args.out / task
     cache = out / "values.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
-    if known.get("settings") != json.loads(json.dumps(s.record())):
+    if _without_estimators(known.get("settings", {})) != _without_estimators(s.record()):
         known = {"settings": s.record(), "policies": {}}
     if not args.no_run:
         data = recipes.load_dataset(s.dataset)
-        ope_eval = evaluator(data, s)
+        evaluators: dict[tuple[str, ...], object] = {}
         for name, make in family(task, run_dir, s.dataset, out, args.offline_steps):
-            if name in known["policies"]:
+            old = known["policies"].get(name)
+            missing = tuple(n for n in s.estimators if old is None or n not in old["ope"])
+            if not missing:
                 continue
+            sub = dataclasses.replace(s, estimators=missing, episodes=0 if old else s.episodes)
+            if missing not in evaluators:
+                evaluators[missing] = evaluator(data, sub)
             algo, cfg, state, env_id = make()
-            known["policies"][name] = value_policy(algo, cfg, state, env_id, ope_eval, s)
+            new = value_policy(algo, cfg, state, env_id, evaluators[missing], sub)
+            known["policies"][name] = new if old is None else old | {"ope": old["ope"] | new["ope"]}
+            known["settings"] = s.record()
             atomic_write_json(cache, known)
             t = known["policies"][name]["true"]
             print(f"{task} {name}: true {t['value']:.2f} (return {t['return']:.1f})", flush=True)
-    entries = list(known["policies"].values())
+    entries = [e for e in known["policies"].values() if all(n in e["ope"] for n in s.estimators)]
     return {
-        "settings": known["settings"],
-        "policies": known["policies"],
+        "settings": s.record(),
+        "policies": {n: e for n, e in known["policies"].items() if e in entries},
         "metrics": score_selection(entries, s.estimators) if entries else {},
     }
+
+
+def _without_estimators(settings: dict) -> dict:
+    """The settings that decide a cached value; config fields added since default."""
+    out = {k: v for k, v in settings.items() if k != "estimators"}
+    out["config"] = dataclasses.asdict(ope.OPEConfig()) | out.get("config", {})
+    return json.loads(json.dumps(out))
 
 
 def family(task: str, run_dir: Path, dataset: str, out: Path, offline_steps: int):
