@@ -82,6 +82,47 @@ def spec_from_dataset(dataset: Dataset, tf: Transforms) -> Spec:
     return Spec(dataset.obs_dim, dataset.act_dim, tf, num_actions=dataset.num_actions)
 
 
+@flax.struct.dataclass
+class RingBuffer:
+    """Transitions kept on device in a fixed-size ring (the model rollouts of model-based
+    methods): `rows` holds `capacity` rows as a Batch; `size` of them are filled and the next
+    write starts at `ptr`. Part of an algorithm's State, so it lives inside the compiled
+    chunk and is checkpointed with the rest."""
+
+    rows: Batch
+    size: jnp.ndarray  # () int32
+    ptr: jnp.ndarray  # () int32
+
+    @classmethod
+    def create(cls, capacity: int, obs_dim: int, act_dim: int) -> RingBuffer:
+        z = lambda *shape: jnp.zeros((capacity, *shape), jnp.float32)  # noqa: E731
+        rows = Batch(obs=z(obs_dim), act=z(act_dim), rew=z(), next_obs=z(obs_dim), done=z())
+        return cls(rows=rows, size=jnp.zeros((), jnp.int32), ptr=jnp.zeros((), jnp.int32))
+
+    @property
+    def capacity(self) -> int:
+        return self.rows.rew.shape[0]
+
+    def add(self, rows: Batch, valid: jnp.ndarray) -> RingBuffer:
+        """Write the rows where `valid` (bool (n,)), in order, after the last write; when the
+        ring is full the oldest rows go. Invalid rows are dropped, not written."""
+        order = jnp.argsort(~valid, stable=True)  # valid rows first, in their order
+        count = jnp.sum(valid).astype(jnp.int32)
+        n, cap = valid.shape[0], self.capacity
+        slot = jnp.where(jnp.arange(n) < count, (self.ptr + jnp.arange(n)) % cap, cap)
+        write = lambda buf, new: buf.at[slot].set(new[order], mode="drop")  # noqa: E731
+        return self.replace(
+            rows=jax.tree_util.tree_map(write, self.rows, rows),
+            size=jnp.minimum(self.size + count, cap),
+            ptr=(self.ptr + count) % cap,
+        )
+
+    def sample(self, key: jax.Array, n: int) -> Batch:
+        """n rows uniformly with replacement among the filled ones (row 0 while empty)."""
+        idx = jax.random.randint(key, (n,), 0, jnp.maximum(self.size, 1))
+        return jax.tree_util.tree_map(lambda x: x[idx], self.rows)
+
+
 def sample(data: Batch, key: jax.Array, batch_size: int) -> Batch:
     """Uniform minibatch with replacement, inside the compiled step."""
     n = data.rew.shape[0]

@@ -47,6 +47,7 @@ import numpy as np
 import optax
 
 from offrl.atomic import atomic_write, atomic_write_json
+from offrl.core import Batch
 from offrl.data.dataset import Dataset
 from offrl.data.transforms import make_transforms
 from offrl.errors import ConfigError, DataError
@@ -181,6 +182,40 @@ def step(model: Dynamics, key: jax.Array, obs: jnp.ndarray, act: jnp.ndarray):
     sample = mean[member, rows] + std[member, rows] * jax.random.normal(k_noise, mean.shape[1:])
     next_obs = obs + sample[:, :-1]
     return next_obs, sample[:, -1], TERMINATIONS[model.termination](next_obs), (mean, std)
+
+
+def uncertainty(std: jnp.ndarray) -> jnp.ndarray:
+    """MOPO's u(s, a) = max_i ‖σ_i(s, a)‖₂ over every member, from `predict`'s std
+    (N, B, d) in dataset units: (B,)."""
+    return jnp.max(jnp.linalg.norm(std, axis=-1), axis=0)
+
+
+def branched_rollout(
+    model: Dynamics,
+    policy_fn: Callable[[jnp.ndarray, jax.Array], jnp.ndarray],
+    obs: jnp.ndarray,
+    key: jax.Array,
+    horizon: int,
+    penalty_coef: float = 0.0,
+) -> tuple[Batch, jnp.ndarray]:
+    """`horizon` model steps from the raw states `obs` (n, obs_dim), acting with
+    policy_fn(raw obs, key) -> [-1, 1] actions. Returns the n·horizon transitions (step-major;
+    raw states, reward r̂ − penalty_coef · u(s, a), done at the model's terminals) and which
+    are valid: a rollout's rows up to and including the step that reached a terminal."""
+
+    def body(carry, k):
+        obs, alive = carry
+        k_pi, k_model = jax.random.split(k)
+        act = policy_fn(obs, k_pi)
+        nxt, rew, terminal, (_, std) = step(model, k_model, obs, act)
+        rew = rew - penalty_coef * uncertainty(std)
+        row = Batch(obs=obs, act=act, rew=rew, next_obs=nxt, done=terminal.astype(jnp.float32))
+        return (nxt, alive & ~terminal), (row, alive)
+
+    alive = jnp.ones(obs.shape[0], bool)
+    _, (rows, valid) = jax.lax.scan(body, (obs, alive), jax.random.split(key, horizon))
+    flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+    return jax.tree_util.tree_map(flat, rows), flat(valid)
 
 
 # --------------------------------------------------------------------------- training

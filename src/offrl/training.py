@@ -379,7 +379,7 @@ def check_env_spaces(data: Dataset, env_id: str, source: str) -> None:
 class _Member:
     """One seed's run: its state, keys, run directory, log, checkpoints and summary."""
 
-    def __init__(self, run: RunConfig, cfg, algo, spec: Spec, evaluator, out: Path):
+    def __init__(self, run: RunConfig, cfg, algo, spec: Spec, evaluator, out: Path, data):
         self.run_cfg, self.cfg, self.algo, self.out = run, cfg, algo, out
         self.evaluator = evaluator
         init_key, self.train_key = jax.random.split(jax.random.key(run.seed))
@@ -389,11 +389,19 @@ class _Member:
             raise ConfigError(f"{run.algo} config: {exc}") from None
         self.ckpt_dir = out / CHECKPOINT_DIR
         self.meta = {"train_seconds": 0.0, "wall_seconds": 0.0}
+        pretrained = None
         if checkpoint.exists(self.ckpt_dir):
             self.state, self.meta = checkpoint.load(self.ckpt_dir, self.state)
+        elif hasattr(algo, "pretrain"):  # parts fitted before the loop (a dynamics model)
+            started = time.perf_counter()
+            key = jax.random.fold_in(init_key, 1)  # init's own key stays what it always was
+            self.state, pretrained = algo.pretrain(cfg, self.state, data, key)
+            pretrained["seconds"] = time.perf_counter() - started
         self.wall_before = self.meta["wall_seconds"]  # time spent by earlier, resumed-from runs
         truncate_jsonl(out / METRICS_FILE, int(self.state.step))
         self.log = open(out / METRICS_FILE, "a")  # closed in finish()
+        if pretrained is not None:
+            _log(self.log, {"step": 0, "kind": "pretrain", **pretrained})
         self.last_eval: dict | None = None
         self.last_metrics: dict[str, float] = {}
         self.error: DivergenceError | None = None
@@ -501,7 +509,7 @@ class _Trainer:
         tf = make_transforms(data, cfg.normalize_obs, cfg.reward_scaling)
         spec = spec_from_dataset(data, tf)
         self.members = [
-            _Member(run, cfg, self.algo, spec, evaluator, out) for run, out in zip(runs, outs)
+            _Member(run, cfg, self.algo, spec, evaluator, out, data) for run, out in zip(runs, outs)
         ]
         steps = {int(m.state.step) for m in self.members}
         if len(steps) > 1:

@@ -12,6 +12,9 @@ Every algorithm is a module with the same small protocol (see ../shared/DESIGN.m
     update(cfg, state, batch, key) -> (State, metrics)    pure; jit- and scan-able
     act(cfg, state, obs, key, deterministic=True) -> env actions   pure; batched
 Optional:
+    pretrain(cfg, state, dataset, key) -> (State, info)     parts fitted before the loop
+                                             (MOPO's dynamics ensemble); called once on a
+                                             fresh run, never on resume; `info` is logged
     extra_columns(cfg, dataset, tf) -> {name: (N,) array}   per-transition columns the
                                              updates read from batch.extra (AWR's returns)
     action_kind = "continuous" | "discrete"  the action spaces the algorithm handles
@@ -45,6 +48,7 @@ NAMES = (
     "awr",
     "awac",
     "crr",
+    "mopo",
     "sac",
     "td3",
     "ddpg",
