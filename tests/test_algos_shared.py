@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import random_dataset, random_discrete_dataset
+from helpers import random_dataset, random_discrete_dataset, same_tree
 
 from offrl import algos, checkpoint, core
 from offrl.core import template_spec
@@ -103,3 +103,26 @@ def test_same_seed_same_parameters_other_seed_differs(trained):
         for a, b in zip(leaves(state), leaves(other))
         if np.asarray(a).dtype.kind == "f"
     )
+
+
+@pytest.mark.parametrize("name", ["cql", "awac"])
+def test_target_critics_start_as_copies_of_the_critics(name):
+    """Declared in their docstrings: rlkit initializes the targets separately instead."""
+    _, _, state, _ = setup(name)
+    assert same_tree(state.target_critic, state.critic.params)
+
+
+def test_atari_target_period_counts_updates_not_agent_steps():
+    """batch_rl's target_update_period = 8000 counts agent steps; Dopamine updates every 4."""
+    from offrl.algos import cql_discrete, ensemble_dqn, qrdqn, rem
+
+    assert core.updates_in_agent_steps(8000, 4) == 2000
+    for module in (qrdqn, rem, ensemble_dqn, cql_discrete):
+        assert module.ATARI_TARGET_UPDATE_PERIOD == 2000
+    with pytest.raises(ValueError, match="whole number"):
+        core.updates_in_agent_steps(8001, 4)
+    online, target = {"w": jnp.ones(2)}, {"w": jnp.zeros(2)}
+    copied = [
+        bool(core.update_target(online, target, jnp.asarray(s), 2000)["w"][0]) for s in (1999, 2000)
+    ]
+    assert copied == [False, True]

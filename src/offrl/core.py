@@ -176,6 +176,15 @@ def check_huber_delta(delta: float) -> None:
         raise ValueError(f"huber_delta must be > 0, got {delta}")
 
 
+def updates_in_agent_steps(agent_steps: int, update_period: int) -> int:
+    """Gradient updates an agent makes in `agent_steps` environment steps when it trains once
+    every `update_period` steps: Dopamine's (batch_rl's) `target_update_period = 8000` at
+    `update_period = 4` is a target copy every 2000 updates."""
+    if agent_steps % update_period:
+        raise ValueError(f"{agent_steps} agent steps are not a whole number of updates")
+    return agent_steps // update_period
+
+
 def update_target(
     online: Any, target: Any, step: jnp.ndarray, period: int, tau: float = 1.0
 ) -> Any:

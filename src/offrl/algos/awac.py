@@ -40,6 +40,10 @@ one policy sample for V with the min over the twins (awr_min_q=True, vf_K=1,
 awr_use_mle_for_vf=False), no entropy term (alpha=0, no tuning), rewards unscaled
 (reward_scale=1), raw observations. λ = 1.0 is the trainer's default and CORL's; see below.
 Deviations:
+- Target critics start as copies of the critics. rlkit builds them as separate networks with
+  their own random initialization and never copies them at the start, so its targets begin
+  unrelated and Polyak averaging (τ = 0.005) pulls them to the critics over a few hundred
+  updates. Not measured here.
 - Weights. The paper writes exp(A / λ) without normalization; that is the default here,
   clipped at `max_weight` = 100 as in CORL (a guard against overflow; the paper has no
   clip). rlkit's default (normalize_over_batch=True, which awac1.py keeps) and jaxrl use

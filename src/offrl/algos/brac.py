@@ -43,9 +43,10 @@ of 2 critics with λ = 1, warm start 20k, Adam 1e-3 critic / 3e-4 actor / 1e-3 �
 steps, Adam 5e-4, entropy α_b tuned from 1.0 towards H̄ = -|A|. Policies (reference
 networks.py): tanh-Gaussian, log σ = -5 + 2.5 (tanh(x) + 1) ∈ [-5, 0]; evaluation with tanh(μ).
 Deviations:
-- 256-256 ReLU MLPs for all networks by default; the reference uses ELU, 300-300 critics and
-  200-200 actor and behaviour policy (`hidden=(300, 300), actor_hidden=(200, 200)` restores
-  the widths). flax's default initializers (the reference: Keras glorot-uniform).
+- 256-256 ReLU MLPs for all networks by default; the reference uses ReLU too (its
+  networks.py), with 300-300 critics and 200-200 actor and behaviour policy
+  (`hidden=(300, 300), actor_hidden=(200, 200)` restores the widths). flax's default
+  initializers (the reference: Keras glorot-uniform).
 - The behaviour fit runs inside the same update loop (the reference's separate BC run);
   its updates count in the run's steps, so a run needs more than `behavior_pretrain_steps`.
 - Exactly `warm_start_steps` actor updates leave Q out (the reference's `step > warm_start`,

@@ -43,6 +43,10 @@ that; the antmaze README uses 5.0 with min_q_weight 5.0).
 The logsumexp over 3N samples is not corrected by log 3N (nor in the reference): a
 constant in the penalty, no change to gradients, but part of what τ is compared with.
 Deviations:
+- Target critics start as copies of the critics. rlkit builds them as separate networks with
+  their own random initialization and never copies them at the start, so its targets begin
+  unrelated and Polyak averaging (τ = 0.005) pulls them to the critics over a few hundred
+  updates. Not measured here.
 - 256-256 MLPs (the reference uses 256-256-256; set `hidden=(256, 256, 256)` for it) and
   flax's default initializers (rlkit uses fan-in uniform hidden layers and ±3e-3/±1e-3
   uniform output layers).

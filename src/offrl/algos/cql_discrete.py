@@ -30,7 +30,8 @@ README's command for the 1% datasets); the paper tunes α per dataset size. "qr"
 (Adam lr 3e-4, ε_Adam 1e-8, batch 64, a 256-256 MLP, hard target copy every 1000 updates; see
 dqn.py), so cql_discrete differs from dqn / qrdqn by the penalty alone. The reference's Atari
 settings: `--set lr=5e-5 --set adam_eps=3.125e-4 --set batch_size=32 --set
-target_update_period=8000` (with the convolutional torso offrl does not have).
+target_update_period=2000` (batch_rl's 8000 agent steps at one update every 4; with the
+convolutional torso offrl does not have).
 Deviations: the default head is "mean" (a DQN head, cheaper on a CPU); the reference's Atari
 agent is the "qr" head. Observations are standardized with the dataset's mean/std; Flax's
 default initializers.
@@ -59,12 +60,17 @@ from offrl.core import (
     huber_td_loss,
     td_target,
     update_target,
+    updates_in_agent_steps,
 )
 
 __all__ = ["Config", "State", "act", "cql_loss", "cql_penalty", "init", "q_values", "update"]
 
 action_kind = "discrete"
 HEADS = ("mean", "qr")
+
+
+# The Atari reference's target period (batch_rl's gin: 8000 agent steps, one update per 4).
+ATARI_TARGET_UPDATE_PERIOD = updates_in_agent_steps(8000, 4)
 
 
 @dataclass(frozen=True)

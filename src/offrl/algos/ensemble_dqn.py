@@ -23,7 +23,8 @@ Defaults: K = 200 heads (the reference's multi_head_dqn.gin and rem.gin: num_hea
 the same 200-output-per-action last layer as its QR-DQN). Every other default is offrl's DQN
 default for small vector tasks (Adam lr 3e-4, ε_Adam 1e-8, batch 64, a 256-256 MLP, hard
 target copy every 1000 updates; see dqn.py). Atari settings of the reference: Adam lr 5e-5,
-ε_Adam 3.125e-4, batch 32, target copy every 8000 updates.
+ε_Adam 3.125e-4, batch 32, target copy every 2000 updates (batch_rl's 8000 agent steps, one
+update every 4).
 Deviations: no multi-network variant (K separate torsos, the paper's Sec. 5.3); observations
 standardized with the dataset's mean/std; Flax's default initializers.
 """
@@ -49,11 +50,16 @@ from offrl.core import (
     huber_td_loss,
     td_target,
     update_target,
+    updates_in_agent_steps,
 )
 
 __all__ = ["Config", "State", "act", "head_targets", "init", "q_loss", "update"]
 
 action_kind = "discrete"
+
+
+# The Atari reference's target period (batch_rl's gin: 8000 agent steps, one update per 4).
+ATARI_TARGET_UPDATE_PERIOD = updates_in_agent_steps(8000, 4)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ paper's offline QR-DQN (quantile.gin: num_atoms = 200, kappa 1.0). Every other d
 offrl's DQN default for small vector tasks (Adam lr 3e-4, ε_Adam 1e-8, batch 64, a 256-256
 MLP, hard target copy every 1000 updates; see dqn.py), so QR-DQN and DQN differ only in the
 loss, the comparison the REM paper makes. Atari settings of the paper: Adam lr 5e-5, ε_Adam
-0.01/32 = 3.125e-4; the REM paper's: the same, batch 32, target copy every 8000 updates.
+0.01/32 = 3.125e-4; the REM paper's: the same, batch 32, target copy every 2000 updates
+(batch_rl's 8000 agent steps, one update every 4).
 Deviations: the REM paper's code (like Dopamine's) omits the 1/κ of eq. 10; offrl keeps the
 paper's form (identical at the default κ = 1). Observations are standardized with the
 dataset's mean/std; Flax's default initializers.
@@ -53,6 +54,7 @@ from offrl.core import (
     greedy,
     td_target,
     update_target,
+    updates_in_agent_steps,
 )
 
 __all__ = [
@@ -68,6 +70,10 @@ __all__ = [
 ]
 
 action_kind = "discrete"
+
+
+# The Atari reference's target period (batch_rl's gin: 8000 agent steps, one update per 4).
+ATARI_TARGET_UPDATE_PERIOD = updates_in_agent_steps(8000, 4)
 
 
 @dataclass(frozen=True)

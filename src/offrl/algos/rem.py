@@ -25,7 +25,8 @@ Defaults: K = 200 heads (the reference's rem.gin: num_heads = 200, num_convex_co
 = 1, i.e. one α per minibatch shared by all its samples). Every other default is offrl's
 DQN default for small vector tasks (Adam lr 3e-4, ε_Adam 1e-8, batch 64, a 256-256 MLP,
 hard target copy every 1000 updates; see dqn.py). Atari settings of the reference: Adam lr
-5e-5, ε_Adam 3.125e-4, batch 32, target copy every 8000 updates.
+5e-5, ε_Adam 3.125e-4, batch 32, target copy every 2000 updates (batch_rl's 8000 agent
+steps, one update every 4).
 Deviations: no multi-network variant (K separate torsos, the paper's Sec. 5.3); observations
 standardized with the dataset's mean/std; Flax's default initializers. State, `init` and
 `act` are Ensemble-DQN's (offrl.algos.ensemble_dqn).
@@ -40,7 +41,15 @@ import jax.numpy as jnp
 import optax
 
 from offrl.algos.ensemble_dqn import State, act, init
-from offrl.core import Batch, Metrics, action_values, gradient_step, td_target, update_target
+from offrl.core import (
+    Batch,
+    Metrics,
+    action_values,
+    gradient_step,
+    td_target,
+    update_target,
+    updates_in_agent_steps,
+)
 
 __all__ = [
     "Config",
@@ -54,6 +63,10 @@ __all__ = [
 ]
 
 action_kind = "discrete"
+
+
+# The Atari reference's target period (batch_rl's gin: 8000 agent steps, one update per 4).
+ATARI_TARGET_UPDATE_PERIOD = updates_in_agent_steps(8000, 4)
 
 
 @dataclass(frozen=True)
