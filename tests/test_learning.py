@@ -45,6 +45,7 @@ BUDGET = {
     # at 64-64 (actor lr 1e-4 or 3e-4) it does not learn Pendulum in 3-4k updates (measured
     # -22 and 3; 128-128: 39; 256-256: 56 at 2k): docs/algos/mopo.md.
     "mopo": (2_000, {"dynamics_epochs": 5, "hidden": (256, 256)}),
+    "morel": (2_000, {"dynamics_epochs": 5, "hidden": (256, 256)}),  # as MOPO
 }
 
 

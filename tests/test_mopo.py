@@ -38,7 +38,9 @@ def test_penalized_reward_by_hand():
     lv = -10 + softplus(0.5 - softplus(0.5) + 10)
     u = np.sqrt(3 * np.exp(lv) + np.exp(-10))
     obs = jnp.ones((4, 3))
-    rows, valid = dynamics.branched_rollout(model, zero_policy, obs, jax.random.key(0), 2, 2.5)
+    rows, valid = dynamics.branched_rollout(
+        model, zero_policy, obs, jax.random.key(0), 2, dynamics.penalized(2.5)
+    )
     assert rows.rew.shape == (8,) and bool(valid.all())
     np.testing.assert_allclose(rows.rew, 1 - 2.5 * u, atol=0.03)  # the reward's own noise σ 0.007
 

@@ -190,25 +190,43 @@ def uncertainty(std: jnp.ndarray) -> jnp.ndarray:
     return jnp.max(jnp.linalg.norm(std, axis=-1), axis=0)
 
 
+def disagreement(mean: jnp.ndarray, obs_dim: int) -> jnp.ndarray:
+    """MOReL's disc(s, a) = max_{i,j} ‖μ_i(s, a) − μ_j(s, a)‖₂ over every pair of members'
+    predicted next states, from `predict`'s mean (N, B, d): (B,)."""
+    nxt = mean[..., :obs_dim]
+    return jnp.max(jnp.linalg.norm(nxt[:, None] - nxt[None], axis=-1), axis=(0, 1))
+
+
+# reward_fn(r̂, terminal, mean, std) -> (reward, terminal): how an algorithm reshapes a model
+# step (MOPO's penalty, MOReL's halt); mean and std are every member's, (N, B, d).
+RewardFn = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray], tuple]
+
+
+def penalized(penalty_coef: float) -> RewardFn:
+    """MOPO's r̃ = r̂ − λ u(s, a)."""
+    return lambda rew, terminal, mean, std: (rew - penalty_coef * uncertainty(std), terminal)
+
+
 def branched_rollout(
     model: Dynamics,
     policy_fn: Callable[[jnp.ndarray, jax.Array], jnp.ndarray],
     obs: jnp.ndarray,
     key: jax.Array,
     horizon: int,
-    penalty_coef: float = 0.0,
+    reward_fn: RewardFn | None = None,
 ) -> tuple[Batch, jnp.ndarray]:
     """`horizon` model steps from the raw states `obs` (n, obs_dim), acting with
     policy_fn(raw obs, key) -> [-1, 1] actions. Returns the n·horizon transitions (step-major;
-    raw states, reward r̂ − penalty_coef · u(s, a), done at the model's terminals) and which
-    are valid: a rollout's rows up to and including the step that reached a terminal."""
+    raw states, reward and done as `reward_fn` makes them from r̂ and the model's terminals)
+    and which are valid: a rollout's rows up to and including the step that ended it."""
 
     def body(carry, k):
         obs, alive = carry
         k_pi, k_model = jax.random.split(k)
         act = policy_fn(obs, k_pi)
-        nxt, rew, terminal, (_, std) = step(model, k_model, obs, act)
-        rew = rew - penalty_coef * uncertainty(std)
+        nxt, rew, terminal, (mean, std) = step(model, k_model, obs, act)
+        if reward_fn is not None:
+            rew, terminal = reward_fn(rew, terminal, mean, std)
         row = Batch(obs=obs, act=act, rew=rew, next_obs=nxt, done=terminal.astype(jnp.float32))
         return (nxt, alive & ~terminal), (row, alive)
 

@@ -49,6 +49,7 @@ NAMES = (
     "awac",
     "crr",
     "mopo",
+    "morel",
     "sac",
     "td3",
     "ddpg",

@@ -125,6 +125,13 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
 
 def pretrain(cfg: Config, state: State, dataset: Dataset, key: jax.Array) -> tuple[State, dict]:
     """The dynamics ensemble: loaded from cfg.dynamics, else fitted to the dataset."""
+    model, info = dynamics_for(cfg, dataset, key)
+    return state.replace(model=model), info
+
+
+def dynamics_for(cfg, dataset: Dataset, key: jax.Array) -> tuple[dynamics.Dynamics, dict]:
+    """The ensemble of cfg.dynamics (a directory), else one fitted to the dataset for at
+    most cfg.dynamics_epochs epochs; and what the run's log says about it."""
     if cfg.dynamics is not None:
         model, meta = dynamics.load(Path(cfg.dynamics))
         if model.obs_dim != dataset.obs_dim:
@@ -138,7 +145,7 @@ def pretrain(cfg: Config, state: State, dataset: Dataset, key: jax.Array) -> tup
     termination = dynamics.termination_for(dataset.env_id)
     if model.termination != termination:  # a model loaded for another environment's data
         info["termination_note"] = f"model says {model.termination}, data's env {termination}"
-    return state.replace(model=model), info
+    return model, info
 
 
 # --------------------------------------------------------------------------- losses
@@ -182,12 +189,14 @@ def mixed_batch(cfg: Config, real: Batch, model_rows: Batch) -> Batch:
 # --------------------------------------------------------------------------- update
 
 
-def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
+def model_based_update(cfg, state, batch: Batch, key: jax.Array, reward_fn: dynamics.RewardFn):
+    """One step of SAC on model rollouts (shared with MOReL, which reshapes the model's
+    rewards its own way): branches into the buffer, the mixed minibatch, SAC's step."""
     k_roll, k_sample, k_sac = jax.random.split(key, 3)
     rows_of = jnp.arange(cfg.branches_per_update) % batch.obs.shape[0]  # repeats if B is small
     starts = raw_obs(state.tf, batch.obs[rows_of])
     rows, valid = dynamics.branched_rollout(
-        state.model, rollout_policy(state), starts, k_roll, cfg.rollout_length, cfg.penalty_coef
+        state.model, rollout_policy(state), starts, k_roll, cfg.rollout_length, reward_fn
     )
     buffer = state.buffer.add(to_nets(state.tf, rows), valid)
     model_rows = buffer.sample(k_sample, cfg.batch_size - cfg.real_rows)
@@ -199,6 +208,10 @@ def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[Sta
         "rollout_valid": jnp.mean(valid),
         "buffer_size": buffer.size.astype(jnp.float32),
     }
+
+
+def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
+    return model_based_update(cfg, state, batch, key, dynamics.penalized(cfg.penalty_coef))
 
 
 def act(cfg: Config, state: State, obs: jnp.ndarray, key: jax.Array, deterministic: bool = True):
