@@ -46,6 +46,7 @@ BUDGET = {
     # -22 and 3; 128-128: 39; 256-256: 56 at 2k): docs/algos/mopo.md.
     "mopo": (2_000, {"dynamics_epochs": 5, "hidden": (256, 256)}),
     "morel": (2_000, {"dynamics_epochs": 5, "hidden": (256, 256)}),  # as MOPO
+    "combo": (2_000, {"dynamics_epochs": 5, "hidden": (256, 256)}),  # as MOPO
 }
 
 

@@ -50,6 +50,7 @@ NAMES = (
     "crr",
     "mopo",
     "morel",
+    "combo",
     "sac",
     "td3",
     "ddpg",

@@ -139,12 +139,15 @@ def cql_penalty(
     act_dim: int,
     temperature: float,
     importance_sampling: bool = True,
+    push_up_rows: int | None = None,
 ) -> jnp.ndarray:
-    """E_s[T logsumexp(x / T) - Q(s, a_data)], not yet weighted by α_cql.
+    """E_s[T logsumexp(x / T)] - E[Q(s, a_data)], not yet weighted by α_cql.
 
     Samples are (..., B, N), q_data (..., B); returns (...), e.g. one value per Q-network.
     Without importance sampling (min_q_version 2) the logsumexp runs over the raw Q-values
-    of the 3N samples and the data action.
+    of the 3N samples and the data action. The push-down (logsumexp) is over every state;
+    the push-up over the first `push_up_rows` rows only when given (COMBO: the batch's
+    dataset rows, its model rows pushed down only), else over every row (CQL).
     """
     if importance_sampling:
         log_uniform = act_dim * jnp.log(0.5)
@@ -153,7 +156,7 @@ def cql_penalty(
     else:
         x = [q_rand, q_data[..., None], q_next_pi, q_pi]
     lse = temperature * jax.nn.logsumexp(jnp.concatenate(x, axis=-1) / temperature, axis=-1)
-    return jnp.mean(lse - q_data, axis=-1)
+    return jnp.mean(lse, axis=-1) - jnp.mean(q_data[..., :push_up_rows], axis=-1)
 
 
 def _alpha_prime(log_alpha_prime: dict) -> jnp.ndarray:
@@ -171,7 +174,11 @@ def actor_loss(params, state: State, batch: Batch, cfg: Config, key: jax.Array, 
     return loss, metrics | {"actor_loss": loss}
 
 
-def critic_loss(params, state: State, batch: Batch, cfg: Config, key: jax.Array, alpha):
+def critic_loss(
+    params, state: State, batch: Batch, cfg: Config, key: jax.Array, alpha, push_up_rows=None
+):
+    """TD on every row plus α_cql · cql_penalty (push-up on the first `push_up_rows` rows:
+    COMBO's dataset part of a mixed batch; None: all, CQL)."""
     (b, act_dim), n = batch.act.shape, cfg.num_sampled_actions
     k_next, k_rand, k_pi, k_next_pi = jax.random.split(key, 4)
     policy = lambda obs: state.actor.apply_fn(state.actor.params, obs)  # noqa: E731
@@ -208,7 +215,7 @@ def critic_loss(params, state: State, batch: Batch, cfg: Config, key: jax.Array,
 
     td = jnp.mean((q_data - target) ** 2, axis=-1)  # (2,)
     samples = (q_rand, q_pi, logp_pi, q_next_pi, logp_next_pi, q_data)
-    gap = cql_penalty(*samples, act_dim, cfg.temperature, cfg.importance_sampling)
+    gap = cql_penalty(*samples, act_dim, cfg.temperature, cfg.importance_sampling, push_up_rows)
     penalty = cfg.cql_alpha * gap  # (2,)
     if cfg.with_lagrange:
         alpha_prime = _alpha_prime(state.log_alpha_prime.params)
@@ -234,14 +241,19 @@ def alpha_prime_loss(log_alpha_prime, penalty: jnp.ndarray, cfg: Config):
     return loss, {"alpha_prime_loss": loss, "alpha_prime": alpha_prime}
 
 
-def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
+def update(
+    cfg: Config, state: State, batch: Batch, key: jax.Array, push_up_rows: int | None = None
+) -> tuple[State, Metrics]:
+    """One CQL step; `push_up_rows` as in critic_loss (COMBO passes its dataset rows)."""
     k_pi, k_critic = jax.random.split(key)
     state, alpha, metrics = sac.entropy_step(state, batch, cfg, k_pi)  # 1. α (when tuned)
     # 2. actor against the current critic
     actor, m_actor = gradient_step(state.actor, actor_loss, state, batch, cfg, k_pi, alpha)
     state = state.replace(actor=actor)
     # 3. critics: TD + conservative penalty (weighted by the current α' when Lagrange)
-    critic, m_critic = gradient_step(state.critic, critic_loss, state, batch, cfg, k_critic, alpha)
+    critic, m_critic = gradient_step(
+        state.critic, critic_loss, state, batch, cfg, k_critic, alpha, push_up_rows
+    )
     state = state.replace(critic=critic)
     if cfg.with_lagrange:  # 4. α' on the penalty just measured
         log_alpha_prime, m_lagrange = gradient_step(

@@ -189,10 +189,11 @@ def mixed_batch(cfg: Config, real: Batch, model_rows: Batch) -> Batch:
 # --------------------------------------------------------------------------- update
 
 
-def model_based_update(cfg, state, batch: Batch, key: jax.Array, reward_fn: dynamics.RewardFn):
-    """One step of SAC on model rollouts (shared with MOReL, which reshapes the model's
-    rewards its own way): branches into the buffer, the mixed minibatch, SAC's step."""
-    k_roll, k_sample, k_sac = jax.random.split(key, 3)
+def rollout_and_mix(cfg, state, batch: Batch, keys: tuple[jax.Array, jax.Array], reward_fn):
+    """Steps (1) and (2) of the update, shared by MOPO, MOReL and COMBO: this update's
+    branches into the buffer, then the mixed minibatch (keys: rollout, buffer sample).
+    Returns (state, batch, metrics)."""
+    k_roll, k_sample = keys
     rows_of = jnp.arange(cfg.branches_per_update) % batch.obs.shape[0]  # repeats if B is small
     starts = raw_obs(state.tf, batch.obs[rows_of])
     rows, valid = dynamics.branched_rollout(
@@ -200,14 +201,21 @@ def model_based_update(cfg, state, batch: Batch, key: jax.Array, reward_fn: dyna
     )
     buffer = state.buffer.add(to_nets(state.tf, rows), valid)
     model_rows = buffer.sample(k_sample, cfg.batch_size - cfg.real_rows)
-    state, metrics = sac.update(
-        sac_config(cfg), state.replace(buffer=buffer), mixed_batch(cfg, batch, model_rows), k_sac
-    )
-    return state, metrics | {
+    metrics = {
         "model_reward": jnp.mean(rows.rew, where=valid),
         "rollout_valid": jnp.mean(valid),
         "buffer_size": buffer.size.astype(jnp.float32),
     }
+    return state.replace(buffer=buffer), mixed_batch(cfg, batch, model_rows), metrics
+
+
+def model_based_update(cfg, state, batch: Batch, key: jax.Array, reward_fn: dynamics.RewardFn):
+    """One step of SAC on model rollouts (shared with MOReL, which reshapes the model's
+    rewards its own way): branches into the buffer, the mixed minibatch, SAC's step."""
+    k_roll, k_sample, k_sac = jax.random.split(key, 3)
+    state, mixed, m_model = rollout_and_mix(cfg, state, batch, (k_roll, k_sample), reward_fn)
+    state, metrics = sac.update(sac_config(cfg), state, mixed, k_sac)
+    return state, metrics | m_model
 
 
 def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
