@@ -409,3 +409,25 @@ def test_fqe_ranks_four_pendulum_policies_as_their_returns(tmp_path, capsys):
         estimated.append(json.loads(capsys.readouterr().out)["fqe"]["value"])
         true.append(summary["final_return"])
     assert spearman(estimated, true) >= 0.8, (true, estimated)
+
+
+def test_value_range_and_the_warning_outside_it():
+    """Rewards in [-2, 1], γ = 0.9: values from -2/(1 - γ) = -20 to 1/(1 - γ) = 10; rewards
+    all negative: the best is one step of the largest."""
+    from offrl.ope.api import value_range
+
+    assert value_range(np.array([-2.0, 1.0]), 0.9, 50) == pytest.approx((-20.0, 10.0))
+    assert value_range(np.array([-2.0, -1.0]), 0.9, 50) == pytest.approx((-20.0, -1.0))
+    assert value_range(np.array([0.5, 1.0]), 1.0, 7) == pytest.approx((0.5, 7.0))
+    ds = chain_dataset(episodes=10, horizon=HORIZON, discrete=False)  # reward 1 per step
+    out = ope.estimate(zero_action, ds, ("fqe",), GAMMA, 0, config=FAST)["fqe"]
+    assert out["value_range"] == pytest.approx([1.0, 10.0]) and "warning" not in out
+    negated = ds.replace(rewards=-ds.rewards)  # the same value of 4.1 is now impossible
+    out = ope.estimate(zero_action, negated, ("fqe",), GAMMA, 0, config=FAST)["fqe"]
+    assert "warning" not in out and out["value"] < 0  # FQE follows the data's sign
+    from offrl.ope.api import range_warning
+
+    assert range_warning(-5.0, (-20.0, -1.0)) is None
+    assert "2063 is outside [-1630, -0.001]" in range_warning(2063.0, (-1630.0, -0.001))
+    line = ope.format_results({"fqe": out | {"warning": "w"}})
+    assert line.endswith("warning: w")

@@ -398,6 +398,8 @@ def _summaries(comps: dict, infos: dict, key, discount: float, data: _Data, cfg:
     out = bootstrap.summarize(stats, parts, key, cfg.num_bootstrap, cfg.confidence)
     common = {"discount": discount, "confidence": cfg.confidence}
     common["episodes"] = data.traj.num_episodes
+    bounds = value_range(data.dataset.rewards, discount, data.traj.horizon)
+    common["value_range"] = list(bounds)
     results = {}
     for name, s in zip(names, jax.device_get(out)):
         results[name] = (
@@ -409,7 +411,30 @@ def _summaries(comps: dict, infos: dict, key, discount: float, data: _Data, cfg:
             | common
             | infos[name]
         )
+        warning = range_warning(results[name]["value"], bounds)
+        if warning is not None:
+            results[name]["warning"] = warning
     return results
+
+
+def range_warning(value: float, bounds: tuple[float, float]) -> str | None:
+    """What to say of an estimate outside `value_range`, else None."""
+    if bounds[0] <= value <= bounds[1]:
+        return None
+    return (
+        f"{value:.4g} is outside [{bounds[0]:.4g}, {bounds[1]:.4g}], the values the data's "
+        "rewards allow: the estimate extrapolates (coverage)"
+    )
+
+
+def value_range(rewards: np.ndarray, discount: float, horizon: int) -> tuple[float, float]:
+    """The discounted returns a policy can have with rewards in the data's [r_min, r_max]:
+    from r_min · S (r_min < 0; else r_min, a one-step episode) to r_max · S (r_max > 0; else
+    r_max), S = Σ_t γ^t = 1 / (1 − γ) (FQE bootstraps through timeouts: no horizon), or H
+    steps at γ = 1. An estimate outside it cannot be any policy's value."""
+    steps = float(horizon) if discount == 1.0 else 1.0 / (1.0 - discount)
+    lo, hi = float(np.min(rewards)), float(np.max(rewards))
+    return (lo * steps if lo < 0 else lo), (hi * steps if hi > 0 else hi)
 
 
 def format_results(results: dict[str, dict], as_json: bool = False) -> str:
@@ -423,5 +448,7 @@ def format_results(results: dict[str, dict], as_json: bool = False) -> str:
         line = f"{name:<6} {r['value']:12.4f}   {pct}% CI [{lo:.4f}, {hi:.4f}]"
         if "ess" in r:
             line += f"   ESS {r['ess']:.1f} of {r['episodes']}, behaviour {r['behavior']}"
+        if "warning" in r:
+            line += f"   warning: {r['warning']}"
         lines.append(line)
     return "\n".join(lines)
