@@ -367,10 +367,10 @@ def cmd_model(args) -> None:
     if args.model_command == "eval":
         model, _ = dynamics.load(args.model_dir)
         data = recipes.load_dataset(args.dataset)
-        if (data.obs_dim, data.act_dim) != (model.obs_dim, model.in_mean.shape[0] - model.obs_dim):
+        if (data.obs_dim, data.act_dim) != (model.obs_dim, model.act_dim):
             raise ConfigError(
                 f"{args.dataset}: obs/act dimensions ({data.obs_dim}, {data.act_dim}) differ "
-                f"from the model's ({model.obs_dim}, {model.in_mean.shape[0] - model.obs_dim})"
+                f"from the model's ({model.obs_dim}, {model.act_dim})"
             )
         scores = dynamics.evaluate(model, data)
         if args.json:

@@ -147,6 +147,13 @@ class Dynamics:
     def obs_dim(self) -> int:
         return self.out_mean.shape[0] - 1
 
+    @property
+    def act_dim(self) -> int:
+        return self.in_mean.shape[0] - self.obs_dim
+
+
+ARRAY_FIELDS = ("params", "in_mean", "in_std", "out_mean", "out_std", "elites")  # the file's
+
 
 def init(cfg: DynamicsConfig, obs_dim: int, act_dim: int, key: jax.Array, termination="none"):
     module = GaussianEnsemble(obs_dim + 1, cfg.num_members, tuple(cfg.hidden))
@@ -424,12 +431,9 @@ def output_names(obs_dim: int) -> list[str]:
 
 def save(directory: str | Path, model: Dynamics, cfg: DynamicsConfig, meta: dict) -> None:
     directory = Path(directory)
-    arrays = {
-        f: getattr(model, f)
-        for f in ("params", "in_mean", "in_std", "out_mean", "out_std", "elites")
-    }
+    arrays = {f: getattr(model, f) for f in ARRAY_FIELDS}
     atomic_write(directory / MODEL_FILE, flax.serialization.to_bytes(arrays))
-    sizes = {"obs_dim": model.obs_dim, "act_dim": int(model.in_mean.shape[0]) - model.obs_dim}
+    sizes = {"obs_dim": model.obs_dim, "act_dim": model.act_dim}
     config = {"config": dataclasses.asdict(cfg), "termination": model.termination}
     atomic_write_json(directory / CONFIG_FILE, config | sizes | meta)
 
@@ -446,12 +450,43 @@ def load(directory: str | Path) -> tuple[Dynamics, dict]:
     raw = {k: v for k, v in meta["config"].items() if k in fields}
     cfg = DynamicsConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
     template = init(cfg, meta["obs_dim"], meta["act_dim"], jax.random.key(0), meta["termination"])
-    arrays = {
-        f: getattr(template, f)
-        for f in ("params", "in_mean", "in_std", "out_mean", "out_std", "elites")
-    }
+    arrays = {f: getattr(template, f) for f in ARRAY_FIELDS}
     try:
         arrays = flax.serialization.from_bytes(arrays, (directory / MODEL_FILE).read_bytes())
     except Exception as exc:  # msgpack / structure errors: a corrupt or foreign file
         raise ConfigError(f"{directory / MODEL_FILE}: cannot restore the model ({exc})") from None
     return template.replace(**arrays), meta
+
+
+def fit_or_load(
+    dataset: Dataset, directory: str | None, max_epochs: int, key: jax.Array
+) -> tuple[Dynamics, dict]:
+    """The model saved in `directory` (checked against the data's sizes), else one fitted to
+    the dataset with the default config for at most `max_epochs` epochs (0: until early
+    stopping); and what to say about it. Model-based OPE and the model-based algorithms'
+    pretrain share it."""
+    if directory is not None:
+        model, _ = load(directory)
+        if (model.obs_dim, model.act_dim) != (dataset.obs_dim, dataset.act_dim):
+            raise ConfigError(
+                f"{directory}: a model of ({model.obs_dim}, {model.act_dim}) obs/act dimensions; "
+                f"the data has ({dataset.obs_dim}, {dataset.act_dim})"
+            )
+        info = {"model": str(directory), "termination": model.termination}
+    else:
+        model, record = train(DynamicsConfig(max_epochs=max_epochs), dataset, key)
+        elite_mse = [record["holdout_mse"][i] for i in record["elites"]]
+        info = {
+            "model": "fitted",
+            "model_epochs": record["epochs"],
+            "model_stopped": record["stopped"],
+            "model_elites": record["elites"],
+            "model_holdout_mse": float(np.mean(elite_mse)),
+            "termination": record["termination"],
+        }
+        if "warning" in record:
+            info["model_warning"] = record["warning"]
+    expected = termination_for(dataset.env_id)
+    if model.termination != expected:  # a model made for another environment's data
+        info["termination_note"] = f"model says {model.termination}, data's env {expected}"
+    return model, info

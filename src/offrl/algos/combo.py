@@ -106,7 +106,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
 
 def pretrain(cfg: Config, state: State, dataset: Dataset, key: jax.Array) -> tuple[State, dict]:
     """The dynamics ensemble: loaded from cfg.dynamics, else fitted (as MOPO's)."""
-    model, info = mopo.dynamics_for(cfg, dataset, key)
+    model, info = dynamics.fit_or_load(dataset, cfg.dynamics, cfg.dynamics_epochs, key)
     return state.replace(model=model), info
 
 

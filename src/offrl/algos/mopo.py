@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import flax.struct
 import jax
@@ -47,7 +46,6 @@ from offrl.algos import sac
 from offrl.core import Batch, Metrics, RingBuffer, Spec
 from offrl.data.dataset import Dataset
 from offrl.data.transforms import Transforms
-from offrl.errors import ConfigError
 from offrl.nets.policies import tanh_gaussian_sample
 
 
@@ -125,27 +123,8 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
 
 def pretrain(cfg: Config, state: State, dataset: Dataset, key: jax.Array) -> tuple[State, dict]:
     """The dynamics ensemble: loaded from cfg.dynamics, else fitted to the dataset."""
-    model, info = dynamics_for(cfg, dataset, key)
+    model, info = dynamics.fit_or_load(dataset, cfg.dynamics, cfg.dynamics_epochs, key)
     return state.replace(model=model), info
-
-
-def dynamics_for(cfg, dataset: Dataset, key: jax.Array) -> tuple[dynamics.Dynamics, dict]:
-    """The ensemble of cfg.dynamics (a directory), else one fitted to the dataset for at
-    most cfg.dynamics_epochs epochs; and what the run's log says about it."""
-    if cfg.dynamics is not None:
-        model, meta = dynamics.load(Path(cfg.dynamics))
-        if model.obs_dim != dataset.obs_dim:
-            raise ConfigError(f"{cfg.dynamics}: a model of another observation size")
-        info = {"dynamics": cfg.dynamics, "termination": model.termination}
-    else:
-        dyn_cfg = dynamics.DynamicsConfig(max_epochs=cfg.dynamics_epochs)
-        model, record = dynamics.train(dyn_cfg, dataset, key)
-        info = {k: record[k] for k in ("epochs", "stopped", "elites", "termination")}
-        info["holdout_mse"] = [record["holdout_mse"][i] for i in record["elites"]]
-    termination = dynamics.termination_for(dataset.env_id)
-    if model.termination != termination:  # a model loaded for another environment's data
-        info["termination_note"] = f"model says {model.termination}, data's env {termination}"
-    return model, info
 
 
 # --------------------------------------------------------------------------- losses

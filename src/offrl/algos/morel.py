@@ -101,7 +101,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
 def pretrain(cfg: Config, state: State, dataset: Dataset, key: jax.Array) -> tuple[State, dict]:
     """The ensemble (fitted or loaded, as MOPO's) and the USAD threshold from the data."""
     k_model, k_rows = jax.random.split(key)
-    model, info = mopo.dynamics_for(cfg, dataset, k_model)
+    model, info = dynamics.fit_or_load(dataset, cfg.dynamics, cfg.dynamics_epochs, k_model)
     threshold = usad_threshold(model, dataset, cfg.pessimism_coef, cfg.threshold_rows, k_rows)
     info["threshold"] = threshold
     return state.replace(model=model, threshold=jnp.asarray(threshold, jnp.float32)), info

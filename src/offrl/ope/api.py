@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl import core
+from offrl import core, dynamics
 from offrl.data.dataset import Dataset
 from offrl.data.transforms import Transforms, make_transforms, unit_log_jacobian
 from offrl.errors import ConfigError, DataError
@@ -125,7 +125,7 @@ def fit_dynamics(dataset: Dataset, config: OPEConfig = DEFAULT_CONFIG, key: jax.
     if dataset.discrete:
         raise ConfigError("mb: model-based OPE needs continuous actions (a dynamics ensemble)")
     key = jax.random.key(key) if isinstance(key, int) else key
-    return model_based.fit(dataset, config.mb_model, config.mb_epochs, key)
+    return dynamics.fit_or_load(dataset, config.mb_model, config.mb_epochs, key)
 
 
 def _model_based(data: _Data, act_fn, discount: float, config: OPEConfig, key, given):

@@ -17,7 +17,6 @@ how often states were clipped (`clipped_fraction`).
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -28,29 +27,6 @@ from offrl.data.dataset import Dataset
 from offrl.data.transforms import Transforms
 
 MARGIN = 0.1  # of the observations' span, each side
-
-
-def fit(dataset: Dataset, mb_model: str | None, epochs: int, key) -> tuple[dynamics.Dynamics, dict]:
-    """The model and what to say about it: loaded from `mb_model`, else fitted to the data."""
-    if mb_model is not None:
-        model, meta = dynamics.load(Path(mb_model))
-        if model.obs_dim != dataset.obs_dim:
-            from offrl.errors import ConfigError
-
-            raise ConfigError(
-                f"{mb_model}: a model of {model.obs_dim}-dim observations; the data has "
-                f"{dataset.obs_dim}"
-            )
-        return model, {"model": str(mb_model), "termination": model.termination}
-    cfg = dynamics.DynamicsConfig(max_epochs=epochs)
-    model, record = dynamics.train(cfg, dataset, key)
-    info = {
-        "model": "fitted",
-        "model_epochs": record["epochs"],
-        "model_holdout_mse": float(np.mean([record["holdout_mse"][i] for i in record["elites"]])),
-        "termination": record["termination"],
-    }
-    return model, info | ({"model_warning": record["warning"]} if "warning" in record else {})
 
 
 def bounds(dataset: Dataset) -> tuple[jnp.ndarray, ...]:
