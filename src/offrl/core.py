@@ -71,11 +71,114 @@ def to_device(dataset: Dataset, tf: Transforms, extra: dict | None = None) -> Ba
     )
 
 
-def algorithm_data(algo, cfg, dataset: Dataset, tf: Transforms) -> Batch:
-    """`to_device` plus the extra columns the algorithm declares (optional protocol hook
-    `extra_columns(cfg, dataset, tf) -> dict[str, np.ndarray]`, one row per transition)."""
+def algorithm_data(algo, cfg, dataset: Dataset, tf: Transforms) -> Batch | Trajectories:
+    """The device data the algorithm's updates sample from: `to_device` plus the extra
+    columns it declares (optional hook `extra_columns(cfg, dataset, tf) -> dict[str,
+    np.ndarray]`, one row per transition), or, for `batch_kind = "trajectories"`,
+    `to_device_trajectories`."""
+    if batch_kind(algo) == "trajectories":
+        return to_device_trajectories(dataset, tf)
     columns = getattr(algo, "extra_columns", None)
     return to_device(dataset, tf, columns(cfg, dataset, tf) if columns else None)
+
+
+BATCH_KINDS = ("transitions", "trajectories")
+
+
+def batch_kind(algo) -> str:
+    """ "transitions" (a Batch of single transitions) or "trajectories" (a Window of
+    sub-trajectories of cfg.context steps) : what the algorithm's `update` receives."""
+    kind = getattr(algo, "batch_kind", "transitions")
+    if kind not in BATCH_KINDS:
+        raise ValueError(f"{algo.__name__}.batch_kind must be one of {BATCH_KINDS}, got {kind!r}")
+    return kind
+
+
+def training_rows(algo, cfg, dataset: Dataset) -> tuple[Dataset, dict | None]:
+    """The part of `dataset` the algorithm trains on, and what it says about its choice:
+    optional hook `select_rows(cfg, dataset) -> (sorted row indices, info)` (filtered BC's
+    best episodes, BAIL's best actions); without one, all of it and None. The transforms
+    are then fitted to the selected rows, the data the networks see."""
+    select = getattr(algo, "select_rows", None)
+    if select is None:
+        return dataset, None
+    rows, info = select(cfg, dataset)
+    if rows.size == 0:
+        raise ValueError(f"{algo.__name__.rsplit('.', 1)[-1]} selected no transitions")
+    return dataset.subset(rows), {"rows": int(rows.size), "of": len(dataset), **info}
+
+
+# --------------------------------------------------------------------------- trajectories
+
+
+@flax.struct.dataclass
+class Trajectories:
+    """The dataset on device for sequence models: rows in episode order, with each row's
+    step within its episode and the index of its episode's last row. Flat, not padded per
+    episode: a window is gathered from consecutive rows and masked past its episode's end,
+    so memory stays one row per transition however unequal the episodes."""
+
+    obs: jnp.ndarray  # (N, obs_dim) normalized
+    act: jnp.ndarray  # (N, act_dim) in [-1, 1]; discrete: (N,) int32
+    rew: jnp.ndarray  # (N,) transformed rewards
+    rtg: jnp.ndarray  # (N,) undiscounted return-to-go Σ_{k>=t} r_k of the transformed rewards
+    timestep: jnp.ndarray  # (N,) int32: t within the episode
+    last: jnp.ndarray  # (N,) int32: the index of the row's episode's last row
+
+
+@flax.struct.dataclass
+class Window:
+    """B sub-trajectories of K steps, right-padded: step k of row b is real where mask[b, k]
+    is 1; padding (zeros) only follows real steps, so a causal model's outputs at real steps
+    never see it."""
+
+    obs: jnp.ndarray  # (B, K, obs_dim)
+    act: jnp.ndarray  # (B, K, act_dim); discrete: (B, K) int32
+    rew: jnp.ndarray  # (B, K)
+    rtg: jnp.ndarray  # (B, K)
+    timestep: jnp.ndarray  # (B, K) int32
+    mask: jnp.ndarray  # (B, K) float32
+
+
+def to_device_trajectories(dataset: Dataset, tf: Transforms) -> Trajectories:
+    rows = to_device(dataset, tf)
+    starts, ends = dataset.episode_starts, dataset.episode_ends
+    lengths = ends - starts + 1
+    episode = np.repeat(np.arange(lengths.size), lengths)
+    timestep = np.arange(len(dataset)) - starts[episode]
+    scaled = dataset.replace(rewards=np.asarray(tf.reward(jnp.asarray(dataset.rewards))))
+    return Trajectories(
+        obs=rows.obs,
+        act=rows.act,
+        rew=rows.rew,
+        rtg=jnp.asarray(scaled.returns_to_go(1.0), jnp.float32),
+        timestep=jnp.asarray(timestep, jnp.int32),
+        last=jnp.asarray(ends[episode], jnp.int32),
+    )
+
+
+def sample_windows(data: Trajectories, key: jax.Array, batch_size: int, context: int) -> Window:
+    """B windows of `context` steps, each starting at a uniformly drawn row (so an episode
+    is drawn in proportion to its length, then a start uniformly within it, as CORL's DT
+    samples) and cut at its episode's end."""
+    start = jax.random.randint(key, (batch_size,), 0, data.rew.shape[0])
+    rows = start[:, None] + jnp.arange(context)[None, :]
+    real = rows <= data.last[start][:, None]
+    rows = jnp.where(real, rows, data.last[start][:, None])
+
+    def gather(x):
+        out = x[rows]
+        keep = real.reshape(real.shape + (1,) * (out.ndim - 2))
+        return jnp.where(keep, out, jnp.zeros_like(out))
+
+    return Window(
+        obs=gather(data.obs),
+        act=gather(data.act),
+        rew=gather(data.rew),
+        rtg=gather(data.rtg),
+        timestep=gather(data.timestep),
+        mask=real.astype(jnp.float32),
+    )
 
 
 def spec_from_dataset(dataset: Dataset, tf: Transforms) -> Spec:
@@ -301,13 +404,22 @@ def unstack_state(stacked: Any, index: int) -> Any:
     return jax.tree_util.tree_map(lambda x: x[index], stacked)
 
 
+def minibatch_sampler(algo, cfg) -> Callable[[Any, jax.Array], Batch | Window]:
+    """(device data, key) -> the minibatch one update of `algo` takes: cfg.batch_size
+    transitions, or cfg.batch_size windows of cfg.context steps."""
+    if batch_kind(algo) == "trajectories":
+        return lambda data, key: sample_windows(data, key, cfg.batch_size, cfg.context)
+    return lambda data, key: sample(data, key, cfg.batch_size)
+
+
 def _chunk_body(algo, cfg, num_steps: int):
-    def chunk(state, data: Batch, base_key: jax.Array):
+    draw = minibatch_sampler(algo, cfg)
+
+    def chunk(state, data: Batch | Trajectories, base_key: jax.Array):
         def body(state, _):
             key = jax.random.fold_in(base_key, state.step)
             k_sample, k_update = jax.random.split(key)
-            batch = sample(data, k_sample, cfg.batch_size)
-            return algo.update(cfg, state, batch, k_update)
+            return algo.update(cfg, state, draw(data, k_sample), k_update)
 
         # The dataset is closed over, not carried: a carried array may be copied every step.
         state, metrics = jax.lax.scan(body, state, None, num_steps)

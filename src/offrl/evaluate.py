@@ -22,6 +22,7 @@ from offrl import ope
 from offrl.data import Dataset
 from offrl.envs.registry import normalized_score
 from offrl.envs.rollout import BatchPolicy, rollout
+from offrl.errors import ConfigError
 
 
 @functools.lru_cache(maxsize=32)
@@ -30,8 +31,49 @@ def compiled_act(algo, cfg, deterministic: bool):
     return jax.jit(lambda state, obs, key: algo.act(cfg, state, obs, key, deterministic))
 
 
+@functools.lru_cache(maxsize=32)
+def compiled_act_step(algo, cfg, deterministic: bool):
+    """`algo.act_step` of a stateful algorithm, jitted once per (algorithm, config)."""
+
+    def step(state, carry, obs, reward, key):
+        return algo.act_step(cfg, state, carry, obs, reward, key, deterministic)
+
+    return jax.jit(step)
+
+
+class HistoryPolicy:
+    """A stateful algorithm (act_carry / act_step) as a numpy batch policy: `reset(n)` starts
+    n episodes, each call acts on the new observations and advances the carried history, and
+    `observe(rewards)` hands in what those actions earned, used at the next call. A call with
+    a batch of another size, or before any reset, starts that many episodes."""
+
+    def __init__(self, algo, cfg, state: Any, deterministic: bool = True, seed: int = 0):
+        self.algo, self.cfg, self.state = algo, cfg, state
+        self._step = compiled_act_step(algo, cfg, deterministic)
+        self._key = jax.random.key(seed)
+        self.carry, self._reward = None, None
+
+    def reset(self, n: int) -> None:
+        self.carry = self.algo.act_carry(self.cfg, self.state, n)
+        self._reward = jnp.zeros(n, jnp.float32)
+
+    def __call__(self, obs: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        obs = jnp.asarray(obs, jnp.float32)
+        if self.carry is None or self._reward.shape[0] != obs.shape[0]:
+            self.reset(obs.shape[0])
+        self._key, sub = jax.random.split(self._key)
+        act, self.carry = self._step(self.state, self.carry, obs, self._reward, sub)
+        self._reward = jnp.zeros_like(self._reward)  # until observe() says otherwise
+        return np.asarray(act)
+
+    def observe(self, rewards) -> None:
+        self._reward = jnp.asarray(rewards, jnp.float32).reshape(self._reward.shape)
+
+
 def jax_policy(algo, cfg, state: Any, deterministic: bool = True, seed: int = 0) -> BatchPolicy:
-    """Wrap `algo.act` as a numpy batch policy."""
+    """Wrap `algo.act` as a numpy batch policy (a HistoryPolicy for a stateful algorithm)."""
+    if hasattr(algo, "act_step"):
+        return HistoryPolicy(algo, cfg, state, deterministic, seed)
     act = compiled_act(algo, cfg, deterministic)
     key = jax.random.key(seed)
 
@@ -88,6 +130,12 @@ class OPEEvaluator:
         self.dynamics = None  # "mb"'s model: fitted at the first call, kept for the others
 
     def __call__(self, algo, cfg, state, seed: int) -> dict:
+        if hasattr(algo, "act_step"):
+            raise ConfigError(
+                "off-policy estimators value policies of the state; this one acts on its "
+                "history (a context of past steps), which logged episodes cannot replay"
+            )
+
         def act_fn(obs):
             return algo.act(cfg, state, obs, jax.random.key(0), True)
 

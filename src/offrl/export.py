@@ -114,6 +114,11 @@ def act_function(
     """The deterministic act as a function of raw observations, and, for an algorithm
     that samples, the table of its draws for key(0) that the function takes second."""
     name = algo_name(algo)
+    if hasattr(algo, "act_step"):
+        raise ConfigError(
+            f"{name}: acts on its history (a context of past steps and returns carried "
+            "between calls), which one stateless ONNX graph of the observation cannot hold"
+        )
     if not _draws_key(algo, cfg, state):
         return (lambda obs: algo.act(cfg, state, obs, KEY, True)), None
     if name not in SAMPLED_ACTS:

@@ -13,16 +13,22 @@ from offrl import checkpoint
 from offrl.algos import get_algo, make_algo_config
 from offrl.core import template_spec
 from offrl.errors import ConfigError
-from offrl.evaluate import compiled_act, evaluate, jax_policy
+from offrl.evaluate import HistoryPolicy, compiled_act, evaluate, jax_policy
 
 
 class Policy:
     """`policy(obs)` -> action, for one observation (obs_dim,) or a batch (n, obs_dim): an
-    (act_dim,) float vector per observation, or an int action index for discrete actions."""
+    (act_dim,) float vector per observation, or an int action index for discrete actions.
+
+    A policy of the history (the Decision Transformer) keeps that history between calls, for
+    a caller stepping one environment (or n in lockstep): `reset()` at an episode's start,
+    `policy(obs)` each step, then `observe(reward)` with what the action earned. For a
+    memoryless policy `reset` and `observe` do nothing."""
 
     def __init__(self, algo, cfg, state, run: dict):
         self.algo, self.cfg, self.state, self.run = algo, cfg, state, run
         self._act = compiled_act(algo, cfg, True)
+        self._history = HistoryPolicy(algo, cfg, state) if hasattr(algo, "act_step") else None
 
     @property
     def env_id(self) -> str:
@@ -32,10 +38,27 @@ class Policy:
     def step(self) -> int:
         return int(self.state.step)
 
+    @property
+    def stateful(self) -> bool:
+        return self._history is not None
+
+    def reset(self, n: int = 1) -> None:
+        """Start n new episodes (the history is forgotten)."""
+        if self._history is not None:
+            self._history.reset(n)
+
+    def observe(self, reward) -> None:
+        """The reward the last action earned (a float, or (n,) for n environments)."""
+        if self._history is not None:
+            self._history.observe(np.atleast_1d(np.asarray(reward, np.float32)))
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, np.float32)
         single = obs.ndim == 1
-        act = np.asarray(self._act(self.state, jnp.atleast_2d(obs), jax.random.key(0)))
+        if self._history is not None:
+            act = self._history(np.atleast_2d(obs))
+        else:
+            act = np.asarray(self._act(self.state, jnp.atleast_2d(obs), jax.random.key(0)))
         return act[0] if single else act
 
     def evaluate(self, episodes: int = 10, seed: int = 0) -> dict[str, float]:

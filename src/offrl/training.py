@@ -35,6 +35,7 @@ from offrl.core import (
     make_update_chunk,
     spec_from_dataset,
     stack_states,
+    training_rows,
     unstack_state,
 )
 from offrl.data import Dataset
@@ -290,6 +291,11 @@ def _evaluation(run: RunConfig, data: Dataset, cfg):
         return data, EnvEvaluator(
             run.env_id, run.eval_episodes, run.ref_min_score, run.ref_max_score
         )
+    if algos.stateful(get_algo(run.algo)):
+        raise ConfigError(
+            f"{run.dataset}: names no environment, and {run.algo} acts on its history (a "
+            "context of past steps), which off-policy estimators cannot replay; give --env"
+        )
     if not 0 < run.holdout < 1:
         raise ConfigError(
             f"{run.dataset}: names no environment, so evaluation is off-policy on held-out "
@@ -379,7 +385,7 @@ def check_env_spaces(data: Dataset, env_id: str, source: str) -> None:
 class _Member:
     """One seed's run: its state, keys, run directory, log, checkpoints and summary."""
 
-    def __init__(self, run: RunConfig, cfg, algo, spec: Spec, evaluator, out: Path, data):
+    def __init__(self, run, cfg, algo, spec: Spec, evaluator, out: Path, data, selection=None):
         self.run_cfg, self.cfg, self.algo, self.out = run, cfg, algo, out
         self.evaluator = evaluator
         init_key, self.train_key = jax.random.split(jax.random.key(run.seed))
@@ -400,6 +406,8 @@ class _Member:
         self.wall_before = self.meta["wall_seconds"]  # time spent by earlier, resumed-from runs
         truncate_jsonl(out / METRICS_FILE, int(self.state.step))
         self.log = open(out / METRICS_FILE, "a")  # closed in finish()
+        if selection is not None and int(self.state.step) == 0:  # the rows it trains on
+            _log(self.log, {"step": 0, "kind": "selection", **selection})
         if pretrained is not None:
             _log(self.log, {"step": 0, "kind": "pretrain", **pretrained})
         self.last_eval: dict | None = None
@@ -506,10 +514,15 @@ class _Trainer:
         self.cfg, self.progress, self.callback = cfg, progress, callback
         self.run_cfg = runs[0]
         self.algo = get_algo(self.run_cfg.algo)
+        try:
+            data, selection = training_rows(self.algo, cfg, data)
+        except ValueError as exc:  # e.g. a fraction that keeps no episode
+            raise ConfigError(f"{self.run_cfg.dataset}: {exc}") from None
         tf = make_transforms(data, cfg.normalize_obs, cfg.reward_scaling)
         spec = spec_from_dataset(data, tf)
         self.members = [
-            _Member(run, cfg, self.algo, spec, evaluator, out, data) for run, out in zip(runs, outs)
+            _Member(run, cfg, self.algo, spec, evaluator, out, data, selection)
+            for run, out in zip(runs, outs)
         ]
         steps = {int(m.state.step) for m in self.members}
         if len(steps) > 1:

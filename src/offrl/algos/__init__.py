@@ -24,6 +24,19 @@ Optional:
                                              = n, batch.act (B,) int32 indices, `act` returns
                                              (B,) int32 env actions in [0, n). The training
                                              loop refuses data of the other kind.
+    select_rows(cfg, dataset) -> (rows, info)   the sorted row indices the updates sample
+                                             from (filtered BC's best episodes); the
+                                             transforms are fitted to them; `info` is logged
+    batch_kind = "transitions" | "trajectories" what `update` receives (absent:
+                                             "transitions"): a core.Batch, or a core.Window
+                                             of cfg.batch_size sub-trajectories of
+                                             cfg.context steps (the Decision Transformer)
+Stateful acting (a policy of the history, not of the state alone), both or neither:
+    act_carry(cfg, state, n) -> carry        the memory of n episodes at their start
+    act_step(cfg, state, carry, obs, reward, key, deterministic=True) -> (actions, carry)
+                                             `reward` (n,): what the previous action earned
+                                             (0 at the start). `act` is then the action at an
+                                             episode's first step.
 """
 
 from __future__ import annotations
@@ -35,10 +48,22 @@ from typing import Any
 from offrl.errors import ConfigError
 from offrl.overrides import parse_overrides, replace_fields
 
-__all__ = ["NAMES", "action_kind", "get", "get_algo", "make_algo_config", "parse_overrides"]
+__all__ = [
+    "NAMES",
+    "action_kind",
+    "get",
+    "get_algo",
+    "make_algo_config",
+    "parse_overrides",
+    "stateful",
+]
 
 NAMES = (
     "bc",
+    "filtered_bc",
+    "bail",
+    "rcbc",
+    "dt",
     "td3_bc",
     "iql",
     "cql",
@@ -57,6 +82,7 @@ NAMES = (
     "dqn",
     "ddqn",
     "bc_discrete",
+    "filtered_bc_discrete",
     "qrdqn",
     "rem",
     "ensemble_dqn",
@@ -72,6 +98,11 @@ def get(name: str) -> ModuleType:
     if name not in NAMES:
         raise KeyError(f"unknown algorithm {name!r}; choose one of: {', '.join(NAMES)}")
     return importlib.import_module(f"offrl.algos.{name}")
+
+
+def stateful(algo: ModuleType) -> bool:
+    """Whether the algorithm acts on its history (act_carry / act_step), not on s alone."""
+    return hasattr(algo, "act_step")
 
 
 def action_kind(algo: ModuleType) -> str:

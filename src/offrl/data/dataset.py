@@ -134,6 +134,18 @@ class Dataset:
         )
         return cls(**cols, **(keep | fields))
 
+    def subset(self, rows: np.ndarray) -> Dataset:
+        """The transitions at `rows` (sorted indices), every per-transition column kept. A
+        selection of whole episodes keeps its episodes; any other selection keeps rows, not
+        episodes (what transition-level learners such as BC read), and its last row is closed
+        as a timeout so that nothing runs past the end."""
+        rows = np.asarray(rows, np.int64)
+        cols = self.rows(rows)
+        if rows.size and not (cols["terminals"][-1] or cols["timeouts"][-1]):
+            cols["timeouts"] = cols["timeouts"].copy()
+            cols["timeouts"][-1] = True
+        return self.replace(**cols)
+
     def log_probs_or_nan(self) -> np.ndarray:
         if self.behavior_log_probs is not None:
             return np.asarray(self.behavior_log_probs, np.float32)

@@ -19,6 +19,9 @@ from offrl.errors import OffrlError
 # policy(obs_batch (n, obs_dim), rng) -> actions (n, act_dim), environment units; for a
 # Discrete action space, (n,) integer actions
 BatchPolicy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+# A policy of the history (the Decision Transformer) is a BatchPolicy with two more methods:
+# `reset(n)` before n episodes start and `observe(rewards)` after every step, (n,) rewards
+# the last actions earned. `rollout` calls them when the policy has them.
 # a behaviour policy that also says log π(a|s) of the actions it took, in environment units
 # (NaN where it has no density): what the recipes log for importance sampling
 LoggingPolicy = Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
@@ -93,13 +96,19 @@ def _run_group(envs, policy, seeds, rng, discount: float):
     alive = np.ones(len(envs), bool)
     returns, discounted = np.zeros(len(envs)), np.zeros(len(envs))
     lengths = np.zeros(len(envs), np.int64)
+    if hasattr(policy, "reset"):
+        policy.reset(len(envs))
     while alive.any():
         actions = env_actions(policy(obs, rng), envs[0].action_space, len(envs))
+        earned = np.zeros(len(envs), np.float32)
         for i in np.flatnonzero(alive):
             next_obs, rew, term, trunc, _ = envs[i].step(actions[i])
+            earned[i] = rew
             returns[i] += rew
             discounted[i] += discount ** lengths[i] * rew
             lengths[i] += 1
             obs[i] = next_obs
             alive[i] = not (term or trunc)
+        if hasattr(policy, "observe"):
+            policy.observe(earned)
     return returns, lengths, discounted
