@@ -25,7 +25,7 @@ def is_discrete(algo) -> bool:
 
 def setup(name: str, seed: int = 0):
     algo = algos.get(name)
-    cfg = algo.Config(**SMALL)
+    cfg = algos.make_algo_config(name, SMALL)  # a preset's own fields, then the small sizes
     if is_discrete(algo):
         ds = random_discrete_dataset(n=300, obs_dim=OBS_DIM, num_actions=NUM_ACTIONS)
     else:

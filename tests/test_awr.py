@@ -328,3 +328,38 @@ def test_mc_without_the_return_column_says_how_to_build_the_data(setup):
     batch = core.sample(data, jax.random.PRNGKey(0), 4).replace(extra={})
     with pytest.raises(KeyError, match="core.algorithm_data"):
         awr.value_loss(state.value.params, state, batch, cfg)
+
+
+# ------------------------------------------------------------------------------ MARWIL
+
+
+def test_marwil_is_a_preset_of_awr_with_its_own_defaults():
+    from offrl import algos
+
+    assert algos.get("marwil") is awr
+    cfg = algos.make_algo_config("marwil", {})
+    assert cfg.running_adv_norm and not cfg.normalize_adv and cfg.optimizer == "adam"
+    assert cfg.bound_loss_weight == 0.0 and cfg.baseline == "mc"
+    assert algos.make_algo_config("marwil", {"beta": "0.5"}).beta == 0.5  # overrides win
+    with pytest.raises(ValueError, match="pick one"):
+        awr.check_config(config(normalize_adv=True, running_adv_norm=True))
+
+
+def test_marwil_weights_divide_by_the_running_root_mean_square():
+    cfg = config(beta=1.0, normalize_adv=False, running_adv_norm=True)
+    # c² = 100: Â = A / 10, so A = (0, 10, -20) -> exp(0, 1, -2)
+    w = np.asarray(awr.awr_weights(jnp.array([0.0, 10.0, -20.0]), cfg, jnp.asarray(100.0)))
+    np.testing.assert_allclose(w, [1.0, math.e, math.exp(-2.0)], rtol=1e-6)
+
+
+def test_marwil_running_norm_moves_towards_the_batch_mean_square():
+    cfg = config(normalize_adv=False, running_adv_norm=True, adv_norm_rate=0.5, adv_norm_init=4.0)
+    state, data = make_state(cfg)
+    assert float(state.adv_sq_norm) == 4.0
+    batch = core.sample(data, jax.random.PRNGKey(0), cfg.batch_size)
+    new, metrics = awr.update(cfg, state, batch, jax.random.PRNGKey(1))
+    # c² <- c² + 0.5 (mean A² - c²), A measured with the value after its step
+    expected = 4.0 + 0.5 * (float(metrics["adv_sq_mean"]) - 4.0)
+    assert float(new.adv_sq_norm) == pytest.approx(expected, rel=1e-6)
+    plain, _ = awr.update(config(), make_state(config())[0], batch, jax.random.PRNGKey(1))
+    assert float(plain.adv_sq_norm) == 100.0  # AWR's own normalization leaves c² alone

@@ -90,14 +90,35 @@ NAMES = (
     "bcq_discrete",
     "cql_discrete",
     "spibb",
+    "marwil",
 )
+# Presets: a name that is another algorithm's module with its own paper's defaults, not a
+# second file (the settings differ, the method does not). name: (module, Config fields).
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    # MARWIL (Wang et al. 2018) is AWR with Monte-Carlo advantages normalized by a running
+    # mean of A² (RLlib's marwil settings), Adam and no bound penalty: see docs/algos/marwil.md.
+    "marwil": (
+        "awr",
+        {
+            "baseline": "mc",
+            "normalize_adv": False,
+            "running_adv_norm": True,
+            "beta": 1.0,
+            "optimizer": "adam",
+            "actor_lr": 1e-4,
+            "value_lr": 1e-4,
+            "bound_loss_weight": 0.0,
+            "hidden": (256, 256),
+        },
+    ),
+}
 ACTION_KINDS = ("continuous", "discrete")
 
 
 def get(name: str) -> ModuleType:
     if name not in NAMES:
         raise KeyError(f"unknown algorithm {name!r}; choose one of: {', '.join(NAMES)}")
-    return importlib.import_module(f"offrl.algos.{name}")
+    return importlib.import_module(f"offrl.algos.{PRESETS.get(name, (name,))[0]}")
 
 
 def stateful(algo: ModuleType) -> bool:
@@ -117,7 +138,10 @@ def action_kind(algo: ModuleType) -> str:
 
 
 def make_algo_config(algo_name: str, overrides: dict[str, Any]):
-    return replace_fields(get_algo(algo_name).Config, overrides, where=f" for {algo_name}")
+    """The algorithm's Config: its preset's fields (if it is one), then `overrides`."""
+    preset = PRESETS.get(algo_name, ("", {}))[1]
+    config = get_algo(algo_name).Config
+    return replace_fields(config, preset | dict(overrides), where=f" for {algo_name}")
 
 
 def get_algo(name: str):

@@ -100,6 +100,11 @@ class Config:
     beta: float = 1.0  # β, temperature of the weights exp(A / β)
     max_weight: float = 20.0  # ω_max, clip of the weights
     normalize_adv: bool = True  # standardize A over the minibatch before exp (reference)
+    # MARWIL's normalization instead (the `marwil` preset): Â = A / c, c² a running mean of
+    # A², c² <- c² + rate (mean_B A² - c²) after every step, from `adv_norm_init`.
+    running_adv_norm: bool = False
+    adv_norm_rate: float = 1e-8  # RLlib's moving_average_sqd_adv_norm_update_rate
+    adv_norm_init: float = 100.0  # RLlib's moving_average_sqd_adv_norm_start
     discount: float = 0.99  # γ (also sets the value normalizer c = 1 / (1 - γ))
     tau: float = 0.005  # Polyak rate of the target V (baseline="td" only)
     action_std: float = 0.2  # σ of the Gaussian policy, fixed (not learned)
@@ -127,6 +132,10 @@ def check_config(cfg: Config) -> None:
         raise ValueError(f"action_std must be > 0, got {cfg.action_std}")
     if not 0 <= cfg.discount < 1:
         raise ValueError(f"discount must be in [0, 1), got {cfg.discount}")
+    if cfg.running_adv_norm and cfg.normalize_adv:
+        raise ValueError("normalize_adv and running_adv_norm are two normalizations: pick one")
+    if cfg.running_adv_norm and not (0 < cfg.adv_norm_rate <= 1 and cfg.adv_norm_init > 0):
+        raise ValueError("adv_norm_rate must be in (0, 1] and adv_norm_init > 0")
 
 
 class FixedStdPolicy(nn.Module):
@@ -154,6 +163,7 @@ class State:
     actor: TrainState  # μ(s)
     value: TrainState  # V(s) / c
     target_value: dict  # V̄, Polyak average of V (read by baseline="td" only)
+    adv_sq_norm: jnp.ndarray  # () c², the running mean of A² (running_adv_norm only)
     tf: Transforms
     step: jnp.ndarray
 
@@ -179,6 +189,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
         actor=actor,
         value=value,
         target_value=value.params,
+        adv_sq_norm=jnp.asarray(cfg.adv_norm_init, jnp.float32),
         tf=spec.transforms,
         step=jnp.zeros((), jnp.int32),
     )
@@ -218,11 +229,16 @@ def return_estimate(state: State, batch: Batch, cfg: Config, v_params) -> jnp.nd
     return batch.rew + cfg.discount * (1.0 - batch.done) * next_v
 
 
-def awr_weights(adv: jnp.ndarray, cfg: Config) -> jnp.ndarray:
+def awr_weights(
+    adv: jnp.ndarray, cfg: Config, adv_sq_norm: jnp.ndarray | float = 1.0
+) -> jnp.ndarray:
     """w = min(exp(Â / β), ω_max), Â the advantages standardized over the batch when
-    `normalize_adv`; a constant in the gradient."""
+    `normalize_adv`, divided by c = sqrt(adv_sq_norm) when `running_adv_norm` (MARWIL);
+    a constant in the gradient."""
     if cfg.normalize_adv:
         adv = (adv - adv.mean()) / (adv.std() + ADV_EPS)
+    if cfg.running_adv_norm:
+        adv = adv / (jnp.sqrt(adv_sq_norm) + 1e-8)  # RLlib's 1e-8
     return exp_weights(adv / cfg.beta, cfg.max_weight)
 
 
@@ -247,7 +263,7 @@ def weighted_log_likelihood(log_prob: jnp.ndarray, weights: jnp.ndarray) -> jnp.
 def actor_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray, Metrics]:
     v_params = state.value.params  # the value as updated in this step
     adv = return_estimate(state, batch, cfg, v_params) - values(state, v_params, batch.obs, cfg)
-    weights = awr_weights(adv, cfg)
+    weights = awr_weights(adv, cfg, state.adv_sq_norm)
     mean = state.actor.apply_fn(params, batch.obs)
     log_std = jnp.full_like(mean, jnp.log(cfg.action_std))
     log_prob = gaussian_log_prob(batch.act, mean, log_std)
@@ -259,6 +275,7 @@ def actor_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.nda
         "bound_loss": bound,
         "adv_mean": adv.mean(),
         "adv_std": adv.std(),
+        "adv_sq_mean": jnp.mean(adv**2),
         "weight_mean": weights.mean(),
         "weight_max": weights.max(),
         "weight_clipped_frac": jnp.mean(weights >= cfg.max_weight),
@@ -271,6 +288,9 @@ def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[Sta
     state = state.replace(value=value)
     actor, m_pi = gradient_step(state.actor, actor_loss, state, batch, cfg)  # A from new V
     state = state.replace(actor=actor, step=state.step + 1)
+    if cfg.running_adv_norm:  # c² moves towards this batch's mean A², after its use
+        c2 = state.adv_sq_norm
+        state = state.replace(adv_sq_norm=c2 + cfg.adv_norm_rate * (m_pi["adv_sq_mean"] - c2))
     if cfg.baseline == "td":  # a static choice: the config is a compile-time constant
         state = state.replace(target_value=polyak(state.target_value, value.params, cfg.tau))
     return state, m_v | m_pi
