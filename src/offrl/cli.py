@@ -1,4 +1,4 @@
-"""The `offrl` command line: train, eval, data, behavior, bench, demo.
+"""The `offrl` command line: train, eval, data, behavior, bench, dagger, demo.
 
 Bad input ends with one line on stderr, `offrl: error: ...`, and exit status 2.
 """
@@ -248,6 +248,42 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         bench_sub.add_parser(name, help=text).add_argument("results", type=Path)
 
+    dg = sub.add_parser(
+        "dagger", help="DAgger: BC on the learner's own states, labelled by a recipe's expert"
+    )
+    dg.add_argument("env_slug", help="recipe environment with a committed expert, e.g. pendulum")
+    dg.add_argument("--iterations", type=int, default=10, help="rounds N (the first: expert)")
+    dg.add_argument("--episodes-per-iteration", type=int, default=10, help="episodes per round")
+    dg.add_argument(
+        "--beta-decay",
+        type=float,
+        default=0.0,
+        help="p in [0, 1]: round i executes the expert's action with probability p^i per step "
+        "(0: the learner alone after round 0)",
+    )
+    dg.add_argument(
+        "--steps-per-iteration",
+        type=int,
+        default=10_000,
+        help="BC updates per round (from scratch)",
+    )
+    dg.add_argument("--eval-episodes", type=int, default=10, help="the learner's measurement")
+    dg.add_argument("--horizon", type=int, help="cut collected and measured episodes at H steps")
+    dg.add_argument(
+        "--tolerance", type=float, default=0.1, help="disagreement: |Δa| beyond this (normalized)"
+    )
+    dg.add_argument("--seed", type=int, default=0)
+    dg.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a BC Config field, e.g. hidden=64,64 (repeatable)",
+    )
+    dg.add_argument("--out", required=True, type=Path, help="run directory")
+    dg.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    dg.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     demo = sub.add_parser("demo", help=f"{DEMO_ALGO} on {DEMO_DATASET}: make, train, evaluate")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--steps", type=int, default=DEMO_STEPS)
@@ -308,6 +344,42 @@ def cmd_demo(args) -> None:
         progress=not args.no_progress,
     )
     _print_summary(summary, out)
+
+
+def cmd_dagger(args) -> None:
+    from offrl.algos import parse_overrides
+    from offrl.dagger import dagger
+
+    def show(r: dict) -> None:
+        print(
+            f"iteration {r['iteration']}: beta {r['beta']:.3g}, {r['labels']} labels; learner "
+            f"return {r['return_mean']:.1f} ± {r['return_std']:.1f}, action MSE "
+            f"{r['action_mse']:.4g}, disagreement {r['disagreement']:.3f}",
+            flush=True,
+        )
+
+    summary = dagger(
+        args.env_slug,
+        iterations=args.iterations,
+        episodes_per_iteration=args.episodes_per_iteration,
+        beta_decay=args.beta_decay,
+        steps_per_iteration=args.steps_per_iteration,
+        seed=args.seed,
+        out=args.out,
+        overrides=parse_overrides(args.set),
+        eval_episodes=args.eval_episodes,
+        horizon=args.horizon,
+        tolerance=args.tolerance,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        callback=show,
+    )
+    d = summary["dagger"]
+    print(
+        f"expert (deterministic) return {d['expert_return_mean']:.1f} ± "
+        f"{d['expert_return_std']:.1f}; best iteration {d['best_iteration']}"
+    )
+    _print_summary(summary, args.out)
 
 
 def _fresh_dir(base: Path) -> Path:
@@ -671,6 +743,7 @@ COMMANDS = {
     "export": cmd_export,
     "model": cmd_model,
     "data": cmd_data,
+    "dagger": cmd_dagger,
     "demo": cmd_demo,
 }
 
