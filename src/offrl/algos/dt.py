@@ -29,7 +29,7 @@ transformed reward; the reward handed in at t = 0 is ignored), appends (R̂_t, s
 predicts a_t at the new state token and writes it into the window. The window has a fixed
 size K: steps t < K fill position t (right-padded: by causality the padding after position
 t cannot change the output there), after that it shifts left by one each step. The target is
-`target_return` in environment reward units, or, when that is 0, the best episode return in
+`target_return` in environment reward units, or, when that is None, the best episode return in
 the training data, set by `pretrain` (once, on a fresh run) and kept in the State, so a
 loaded checkpoint acts as training did. `act` is the action at an episode's first step.
 
@@ -117,7 +117,8 @@ class Config:
     clip_grad: float = 0.25  # global-norm gradient clip; 0: none
     batch_size: int = 64  # windows per update
     rtg_scale: float = 0.001  # multiplies the return-to-go inputs (R̂ / 1000)
-    target_return: float = 0.0  # R̂_0 to act on, env reward units; 0: best return in the data
+    target_return: float | None = None  # R̂_0 to act on, env reward units; None: the best
+    # episode return in the data
     normalize_obs: bool = True  # standardize observations with the dataset's mean/std
     reward_scaling: str = "none"  # transform of the rewards the returns-to-go sum
 
@@ -194,20 +195,21 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     )
     tx = optimizer(cfg.lr, cfg.weight_decay, tuple(cfg.betas), cfg.warmup_steps, cfg.clip_grad)
     model = make_model(model_module(cfg, spec.act_dim), key, inputs, tx)
-    target = jnp.asarray(cfg.target_return * spec.transforms.reward_scale, jnp.float32)
+    given = 0.0 if cfg.target_return is None else cfg.target_return
+    target = jnp.asarray(given * spec.transforms.reward_scale, jnp.float32)
     return State(
         model=model, tf=spec.transforms, target_return=target, step=jnp.zeros((), jnp.int32)
     )
 
 
 def pretrain(cfg: Config, state: State, dataset: Dataset, key: jax.Array) -> tuple[State, dict]:
-    """The target return: cfg.target_return, or (0) the best episode return in the data."""
+    """The target return: cfg.target_return, or (None) the best episode return in the data."""
     del key
     rewards = np.asarray(state.tf.reward(jnp.asarray(dataset.rewards, jnp.float32)), np.float64)
     returns = np.add.reduceat(rewards, dataset.episode_starts)  # transformed-reward units
     best = float(returns.max())
     scale = float(state.tf.reward_scale)
-    target = best if cfg.target_return == 0 else cfg.target_return * scale
+    target = best if cfg.target_return is None else cfg.target_return * scale
     state = state.replace(target_return=jnp.asarray(target, jnp.float32))
     # Reported in environment reward units, as cfg.target_return is given.
     return state, {"best_return": best / scale, "target_return": target / scale}
