@@ -34,7 +34,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl import algos
-from offrl.core import Batch, algorithm_data, make_update_chunk, spec_from_dataset, to_device
+from offrl.core import (
+    Batch,
+    algorithm_data,
+    batch_kind,
+    make_update_chunk,
+    spec_from_dataset,
+    to_device,
+)
 from offrl.data.dataset import Dataset
 from offrl.data.transforms import make_transforms
 from offrl.ope import fqe
@@ -109,8 +116,15 @@ def time_calls(call: Callable[[], Any], per_call: int, seconds: float, min_reps:
 MAIN_PHASE = {"bear": {"warmstart_steps": 0}, "brac": {"behavior_pretrain_steps": 0}}
 
 
+# The Decision Transformer is timed at its paper's sizes (K 20, 3 blocks of 128, 1 head,
+# batch 64: its Config's defaults), and d3rlpy's at the same; the rest at the standard size.
+OWN_SIZES = ("dt",)
+
+
 def offrl_config(algo, name: str):
-    return algo.Config(hidden=HIDDEN, batch_size=BATCH, **MAIN_PHASE.get(name, {}))
+    """The Config at the standard sizes (a preset's own fields kept, e.g. marwil's)."""
+    sizes = {} if name in OWN_SIZES else {"hidden": HIDDEN, "batch_size": BATCH}
+    return algos.make_algo_config(name, sizes | MAIN_PHASE.get(name, {}))
 
 
 def compile_chunk(algo, cfg, k: int, state, data: Batch, key: jax.Array):
@@ -138,8 +152,8 @@ def algorithm_setup(name: str, data: Batch, ds: Dataset):
     cfg = offrl_config(algo, name)
     tf = make_transforms(ds, normalize_obs=False)
     state = algo.init(cfg, spec_from_dataset(ds, tf), jax.random.key(0))
-    if hasattr(algo, "extra_columns"):  # e.g. AWR's returns: its own copy with the columns
-        data = algorithm_data(algo, cfg, ds, tf)
+    if hasattr(algo, "extra_columns") or batch_kind(algo) == "trajectories":
+        data = algorithm_data(algo, cfg, ds, tf)  # its own copy: AWR's returns, DT's windows
     return algo, cfg, state, data
 
 
@@ -211,7 +225,7 @@ def mlp_flops(rows: int, in_dim: int, out_dim: int, mode: str = "fwd") -> float:
 def analytic_flops(name: str, cfg) -> float:
     """Matmul FLOPs of one update at batch size B, counting the work each update needs.
 
-    bc:     the policy trained on B states.
+    bc:     the policy trained on B states (filtered_bc and bail: the same step).
     td3_bc: every step the critic: target actor on s', 2 target Qs on (s', ã), 2 Qs trained;
             every policy_freq-th step the actor: actor trained, Q1 differentiated through.
     iql:    2 target Qs on (s, a) (the V and π losses share them; XLA computes them once);
@@ -229,12 +243,14 @@ def analytic_flops(name: str, cfg) -> float:
             policy_freq = 1).
     fqe:    td3's critic step without its target actor (π(s') is precomputed): 2 target Qs
             on (s', π(s')), 2 Qs trained on (s, a).
+    dt:     B windows of 3K tokens through every block (projections, MLP, attention
+            scores), the embeddings and the action head, trained (3x the forward).
     """
     b, o, a = cfg.batch_size, OBS_DIM, ACT_DIM
     q_in = o + a
     if name == "fqe":
         return cfg.num_critics * (mlp_flops(b, q_in, 1) + mlp_flops(b, q_in, 1, "train"))
-    if name == "bc":
+    if name in ("bc", "filtered_bc", "bail"):  # BC's step (%BC and BAIL select rows first)
         return mlp_flops(b, o, a, "train")
     if name in ("td3_bc", "td3", "ddpg"):
         n = getattr(cfg, "num_critics", 2)  # TD3+BC's Config has no field: always twin
@@ -257,6 +273,13 @@ def analytic_flops(name: str, cfg) -> float:
         critic = mlp_flops(b, o, 2 * a) + 2 * mlp_flops(b, q_in, 1)
         critic += 2 * mlp_flops(b, q_in, 1, "train")
         return actor + critic
+    if name == "dt":  # tokens T = 3K per window, width e, one block per hidden entry
+        e, t = cfg.hidden[0], 3 * cfg.context
+        # per token: q, k, v, out (4e²) and the MLP (8e²) multiply-adds; per window: the
+        # scores QKᵀ and their use on V (2 t² e); the embeddings and the action head
+        block = b * t * 2 * 12 * e * e + b * 2 * 2 * t * t * e
+        embed = b * cfg.context * 2 * e * (o + a + 1 + a)
+        return 3 * (len(cfg.hidden) * block + embed)  # forward, and twice that backward
     return float("nan")  # no hand count yet: the tables fall back to XLA's (marked *)
 
 
@@ -348,8 +371,9 @@ def import_d3rlpy():
 
 # offrl algorithms that d3rlpy also implements (BRAC and AWR it does not).
 D3RLPY_COUNTERPARTS = (
-    "bc", "td3_bc", "iql", "cql", "bcq", "bear", "awac", "crr", "sac", "td3", "ddpg"
+    "bc", "td3_bc", "iql", "cql", "bcq", "bear", "awac", "crr", "sac", "td3", "ddpg", "dt"
 )  # fmt: skip
+DT_CONTEXT, DT_BATCH = 20, 64  # offrl's dt defaults, given to d3rlpy's DecisionTransformer
 
 
 def d3rlpy_algo(d3rlpy, name: str):
@@ -418,6 +442,18 @@ def d3rlpy_algo(d3rlpy, name: str):
         "ddpg": lambda: A.DDPGConfig(
             actor_encoder_factory=enc, critic_encoder_factory=enc, batch_size=BATCH
         ),
+        # offrl's dt sizes: the state embedding one linear layer of 128 (d3rlpy's embedding
+        # width is its encoder's output), 3 layers, 1 head, K 20, batch 64, GELU as offrl's.
+        "dt": lambda: A.DecisionTransformerConfig(
+            encoder_factory=d3rlpy.models.VectorEncoderFactory(
+                hidden_units=[128], exclude_last_activation=True
+            ),
+            batch_size=DT_BATCH,
+            context_size=DT_CONTEXT,
+            num_heads=1,
+            num_layers=3,
+            activation_type="gelu",
+        ),
     }
     return configs[name]().create(device="cpu:0")
 
@@ -432,18 +468,26 @@ def d3rlpy_dataset(d3rlpy, ds: Dataset):
     )
 
 
-def time_d3rlpy_steps(algo, dataset, seconds: float, window: int) -> dict:
-    """The body of d3rlpy's fit loop (sample_transition_batch, then update), timed in
-    windows of `window` steps; sampling and update are timed apart as well."""
+def d3rlpy_sampler(name: str, dataset):
+    """What d3rlpy's fit loop samples for one update: transitions, or (the Decision
+    Transformer, fitted by d3rlpy's `fit` on trajectories) windows of the context size."""
+    if name == "dt":
+        return lambda: dataset.sample_trajectory_batch(DT_BATCH, length=DT_CONTEXT)
+    return lambda: dataset.sample_transition_batch(BATCH)
+
+
+def time_d3rlpy_steps(algo, draw, seconds: float, window: int) -> dict:
+    """The body of d3rlpy's fit loop (`draw()` a batch, then update), timed in windows of
+    `window` steps; sampling and update are timed apart as well."""
     for _ in range(5):  # warm-up: allocator, first Adam steps
-        algo.update(dataset.sample_transition_batch(BATCH))
+        algo.update(draw())
     both, update_only = [], []
     wall0, cpu0 = time.perf_counter(), time.process_time()
     while len(both) < 3 or time.perf_counter() - wall0 < seconds:
         t_sample = t_update = 0.0
         for _ in range(window):
             t0 = time.perf_counter()
-            batch = dataset.sample_transition_batch(BATCH)
+            batch = draw()
             t1 = time.perf_counter()
             algo.update(batch)
             t_sample, t_update = t_sample + t1 - t0, t_update + time.perf_counter() - t1
@@ -463,25 +507,26 @@ def bench_d3rlpy(name: str, dataset, libs, seconds: float, threads: list[int]) -
     d3rlpy, torch = libs
     algo = d3rlpy_algo(d3rlpy, name)
     algo.build_with_dataset(dataset)
+    draw = d3rlpy_sampler(name, dataset)
     by_threads = {}
     for n in threads:
         torch.set_num_threads(n)
-        rough = time_d3rlpy_steps(algo, dataset, 0.0, 3)["updates_per_s"]
+        rough = time_d3rlpy_steps(algo, draw, 0.0, 3)["updates_per_s"]
         window = int(np.clip(rough * seconds / len(threads) / 8, 3, 500))
-        by_threads[n] = time_d3rlpy_steps(algo, dataset, seconds / len(threads), window)
+        by_threads[n] = time_d3rlpy_steps(algo, draw, seconds / len(threads), window)
     best = max(by_threads, key=lambda n: by_threads[n]["updates_per_s"])
-    flops = torch_flops_per_update(algo, dataset)
+    flops = torch_flops_per_update(algo, draw)
     return by_threads[best] | {"torch_threads": best, "by_threads": by_threads} | flops
 
 
-def torch_flops_per_update(algo, dataset, steps: int = 2) -> dict:
+def torch_flops_per_update(algo, draw, steps: int = 2) -> dict:
     """torch's own FLOP count of d3rlpy's update, averaged over 2 steps (the actor of TD3
     and TD3+BC steps every 2nd): shows both libraries do the same work."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
         for _ in range(steps):
-            algo.update(dataset.sample_transition_batch(BATCH))
+            algo.update(draw())
     return {"torch_flops_per_update": counter.get_total_flops() / steps}
 
 
