@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a Config field (repeatable)",
     )
+    train.add_argument(
+        "--no-task-defaults",
+        action="store_true",
+        help="keep the Config's defaults where the algorithm's reference sets fields per task "
+        "(e.g. AWR's action_std on hopper); --set overrides win either way",
+    )
     _add_loop_options(train)
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
@@ -323,6 +329,7 @@ def cmd_train(args) -> None:
         holdout=args.holdout,
         ope_estimators=args.ope,
         ope_config=parse_overrides(args.ope_set),
+        task_defaults=not args.no_task_defaults,
     )
     _print_summary(summary, args.out)
 
@@ -403,6 +410,10 @@ def _print_summary(summary: dict, out: Path) -> None:
     else:
         _print_returns(summary, score)
     print(f"{summary['updates_per_second']:,.0f} updates/s; {summary['wall_seconds']:.0f} s in all")
+    applied = json.loads((out / "config.json").read_text()).get("task_defaults")
+    if applied:
+        fields = ", ".join(f"{k}={v}" for k, v in applied.items())
+        print(f"the reference's settings for this task: {fields} (--no-task-defaults: none)")
     print(f"run directory: {out.resolve()}")
 
 

@@ -68,6 +68,9 @@ class RunConfig:
     chunk_size: int = 1_000  # updates fused into one compiled call
     clip_actions: bool = False
     algo_config: dict = dataclasses.field(default_factory=dict)  # overrides, by field name
+    # The per-task reference settings (algos.task_defaults) a fresh run put into algo_config
+    # under the user's overrides; kept apart here to say where they came from.
+    task_defaults: dict = dataclasses.field(default_factory=dict)
     # With no environment: evaluation is off-policy on this fraction of whole episodes, held
     # out from training (the same episodes for every seed: split seed 0).
     holdout: float = 0.1
@@ -146,6 +149,7 @@ def train(
     ope_estimators: tuple[str, ...] | str = ("fqe",),
     ope_config: dict[str, Any] | None = None,
     callback: Callable[[Progress], None] | None = None,
+    task_defaults: bool = True,
 ) -> dict:
     """Train `algo` on `dataset` for `steps` updates; returns the summary (also summary.json).
 
@@ -155,6 +159,9 @@ def train(
     training; the summary's `ope` holds the estimates and its returns are null.
 
     `callback`, if given, is called after every chunk of updates with a `Progress` dict.
+    A fresh run takes the algorithm's per-task reference settings (its TASK_DEFAULTS, e.g.
+    AWR's σ and step size on hopper) under `overrides`; `task_defaults=False` keeps the
+    Config's defaults. config.json's `task_defaults` lists what was applied.
     """
     started = time.perf_counter()
     options = _Options(
@@ -168,6 +175,7 @@ def train(
         holdout,
         ope.check_estimators(ope_estimators),
         dict(ope_config or {}),
+        task_defaults,
     )
     (run,), cfg, data, evaluator = _prepare(
         algo, dataset, steps, [seed], [Path(out)], overrides, options
@@ -198,6 +206,7 @@ def train_seeds(
     ope_estimators: tuple[str, ...] | str = ("fqe",),
     ope_config: dict[str, Any] | None = None,
     callback: Callable[[Progress], None] | None = None,
+    task_defaults: bool = True,
 ) -> list[dict]:
     """`train` for several seeds in one compiled program (`vmap` over the seed axis).
 
@@ -220,6 +229,7 @@ def train_seeds(
         holdout,
         ope.check_estimators(ope_estimators),
         dict(ope_config or {}),
+        task_defaults,
     )
     runs, cfg, data, evaluator = _prepare(algo, dataset, steps, seeds, paths, overrides, options)
     return _Trainer(runs, cfg, data, evaluator, paths, progress, callback).run(started)
@@ -237,6 +247,7 @@ class _Options:
     holdout: float
     ope_estimators: tuple[str, ...]
     ope_config: dict
+    task_defaults: bool = True
 
 
 def _prepare(algo, dataset, steps, seeds, outs, overrides, opt: _Options):
@@ -250,8 +261,9 @@ def _prepare(algo, dataset, steps, seeds, outs, overrides, opt: _Options):
     ):
         # On --resume, steps = 0 means "as many as the run was started with".
         raise ConfigError("steps, eval_every, chunk_size and eval_episodes must be positive")
-    runs = []
+    runs, fresh = [], []
     for seed, out in zip(seeds, outs):
+        fresh.append(not (opt.resume and (out / CONFIG_FILE).exists()))
         if prepare_run_dir(out, opt.resume, opt.overwrite):
             run = RunConfig(**json.loads((out / CONFIG_FILE).read_text()))
             _check_resume_matches(run, algo, dataset, overrides, out)
@@ -273,15 +285,25 @@ def _prepare(algo, dataset, steps, seeds, outs, overrides, opt: _Options):
                 ope_config=opt.ope_config,
             )
         runs.append(run)
-    cfg = make_algo_config(runs[0].algo, runs[0].algo_config)
+    make_algo_config(runs[0].algo, runs[0].algo_config)  # bad overrides fail before loading
     data = load_dataset(runs[0].dataset, clip_actions=runs[0].clip_actions)
     check_action_kind(runs[0].algo, data, runs[0].dataset)
+    if opt.task_defaults:
+        runs = [_with_task_defaults(r, data) if new else r for r, new in zip(runs, fresh)]
+    cfg = make_algo_config(runs[0].algo, runs[0].algo_config)
     runs = [_complete_run_config(run, data, cfg) for run in runs]
     _check_group(runs, cfg)
     data, evaluator = _evaluation(runs[0], data, cfg)
     for run, out in zip(runs, outs):
         atomic_write_json(out / CONFIG_FILE, dataclasses.asdict(run))
     return runs, cfg, data, evaluator
+
+
+def _with_task_defaults(run: RunConfig, data: Dataset) -> RunConfig:
+    """A fresh run with its algorithm's per-task reference settings under its overrides."""
+    found = algos.task_defaults(run.algo, data.name or run.dataset, run.env_id or data.env_id)
+    applied = {k: v for k, v in found.items() if k not in run.algo_config}
+    return dataclasses.replace(run, algo_config=applied | run.algo_config, task_defaults=applied)
 
 
 def _evaluation(run: RunConfig, data: Dataset, cfg):

@@ -37,11 +37,20 @@ Stateful acting (a policy of the history, not of the state alone), both or neith
                                              `reward` (n,): what the previous action earned
                                              (0 at the start). `act` is then the action at an
                                              episode's first step.
+Per-task defaults:
+    TASK_DEFAULTS = {key: {field: value}}    the Config fields the reference sets per task;
+                                             key an environment family ("hopper" for
+                                             Hopper-v5) or a dataset name without its
+                                             version ("hopper-medium-replay"). A fresh run
+                                             applies them under the user's overrides
+                                             (`task_defaults`, below); placed after Config.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -56,6 +65,7 @@ __all__ = [
     "make_algo_config",
     "parse_overrides",
     "stateful",
+    "task_defaults",
 ]
 
 NAMES = (
@@ -135,6 +145,29 @@ def action_kind(algo: ModuleType) -> str:
 
 
 # --------------------------------------------------------------------------- configs
+
+
+def task_key(name: str) -> str:
+    """A dataset's or an environment's name as TASK_DEFAULTS keys it: lower case, no folder,
+    namespace, file suffix or version ("ALE/Breakout-v5" -> "breakout",
+    "data/hopper-medium-v2.hdf5" -> "hopper-medium")."""
+    stem = Path(name.split("/")[-1]).name.lower()
+    stem = re.sub(r"\.(hdf5|h5|parquet|csv|npz)$", "", stem)
+    return re.sub(r"-v\d+$", "", stem)
+
+
+def task_defaults(algo_name: str, dataset_name: str, env_id: str | None) -> dict[str, Any]:
+    """The Config fields `algo_name`'s reference sets for this task (TASK_DEFAULTS): the
+    environment family's entry, then the dataset's on top. Presets keep their own paper's
+    settings, so none apply to them."""
+    if algo_name in PRESETS:
+        return {}
+    table = getattr(get_algo(algo_name), "TASK_DEFAULTS", {})
+    keys = ([task_key(env_id)] if env_id else []) + [task_key(dataset_name)]
+    found: dict[str, Any] = {}
+    for key in keys:
+        found |= table.get(key, {})
+    return found
 
 
 def make_algo_config(algo_name: str, overrides: dict[str, Any]):

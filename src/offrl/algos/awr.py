@@ -35,7 +35,10 @@ per-environment Gym settings; the paper's text names the same ingredients: a fix
 weight clipping, TD(λ) value targets, SGD with momentum): β = 1.0, ω_max = 20, γ = 0.99,
 SGD with momentum 0.9 at step sizes 1e-2 (value) and 5e-5 (policy), batch 256, 128-64 ReLU
 MLPs for both nets, fixed action std 0.2 in the [-1, 1] action units (the agent's default
-and Ant/Humanoid's; HalfCheetah, Hopper, Walker2d use 0.4), the mean's last layer
+and Ant/Humanoid's), and the reference's per-environment settings as TASK_DEFAULTS: σ 0.4 on
+HalfCheetah, Hopper and Walker2d, policy step 1e-4 on Hopper and 2.5e-5 on Walker2d (a
+fresh run on their data takes them; with σ fixed, -log π scales as 1/σ², so 0.2 there would
+make the policy's step 4× the reference's), the mean's last layer
 initialized uniformly in ±0.01, action-bound penalty weight 10, observations standardized
 (the reference keeps a running mean/std of the states), advantages standardized before the
 exponential (the reference's `_calc_adv`), value targets divided by c = 1 / (1 - γ) and a ½
@@ -118,6 +121,17 @@ class Config:
     batch_size: int = 256
     normalize_obs: bool = True  # standardize observations with the dataset's mean/std
     reward_scaling: str = "none"  # the reference uses raw rewards
+
+
+# The reference's per-environment settings that differ from the Config's (awr_configs.py:
+# action_std and actor_stepsize; every other field there is the same for all its MuJoCo
+# tasks, and Ant's and Humanoid's are the Config's). With a fixed σ, -log π scales as 1/σ²,
+# so σ and the step size set the policy's step together.
+TASK_DEFAULTS = {
+    "halfcheetah": {"action_std": 0.4},
+    "hopper": {"action_std": 0.4, "actor_lr": 1e-4},
+    "walker2d": {"action_std": 0.4, "actor_lr": 2.5e-5},
+}
 
 
 def check_config(cfg: Config) -> None:

@@ -21,7 +21,8 @@ regularizer, α' when Lagrange, Polyak targets).
 Defaults: OfflineRL-Kit's COMBO script — actor lr 1e-4, critic lr 3e-4, γ 0.99, τ 0.005,
 learned α, β = cql_weight 5.0 (per task 0.5 or 5), T = 1, 10 sampled actions per kind,
 deterministic backup, no Lagrange, real_ratio 0.5, rollout_batch_size 50k every 1000
-updates, model_retain_epochs 5, h = 5 (per task 1 or 5).
+updates, model_retain_epochs 5, h = 5; per dataset (h, β) as TASK_DEFAULTS, from its
+run_combo.py (h 1 or 5, β 0.5 or 5).
 Deviations: MOPO's rollout schedule (50 branches every update, docs/algos/mopo.md);
 256-256 networks (OfflineRL-Kit: 256 × 3, `hidden=256,256,256` restores it).
 """
@@ -78,6 +79,23 @@ class Config:
     branches_per_update = mopo.Config.branches_per_update
     buffer_capacity = mopo.Config.buffer_capacity
     real_rows = mopo.Config.real_rows
+
+
+# (h, β) per dataset for D4RL's v2 data: OfflineRL-Kit's run_combo.py ("suggested hypers").
+TASK_DEFAULTS = {
+    name: {"rollout_length": h, "cql_alpha": beta}
+    for name, (h, beta) in {
+        "halfcheetah-medium": (5, 0.5),
+        "hopper-medium": (5, 5.0),
+        "walker2d-medium": (1, 5.0),
+        "halfcheetah-medium-replay": (5, 0.5),
+        "hopper-medium-replay": (5, 0.5),
+        "walker2d-medium-replay": (1, 0.5),
+        "halfcheetah-medium-expert": (5, 5.0),
+        "hopper-medium-expert": (5, 5.0),
+        "walker2d-medium-expert": (1, 5.0),
+    }.items()
+}
 
 
 @flax.struct.dataclass

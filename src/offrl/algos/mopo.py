@@ -21,8 +21,8 @@ the current actor, into the buffer;
 (2) the mixed minibatch; (3) SAC's α, actor, critic, target steps on it.
 Defaults: OfflineRL-Kit's MOPO script — actor lr 1e-4, critic lr 3e-4, 256-256, γ 0.99,
 τ 0.005, learned α, real_ratio 0.05, rollout_batch_size 50k every rollout_freq = 1000
-updates, model_retain_epochs 5, h = 5, λ = 2.5 (its defaults; per-task (h, λ) of its v2
-runs are in docs/algos/mopo.md).
+updates, model_retain_epochs 5, h = 5, λ = 2.5 (its defaults), with its per-dataset (h, λ)
+for D4RL's locomotion datasets as TASK_DEFAULTS (a fresh run on hopper-medium takes (5, 5.0)).
 Deviations: MOPO rolls out 50k branches every 1000 updates; offrl rolls out 50 every update
 (the same number of model transitions per update, the same buffer, one compiled step with
 no periodic spike; each branch uses the actor of its own update rather than one up to 1000
@@ -85,6 +85,23 @@ class Config:
     @property
     def real_rows(self) -> int:
         return int(round(self.real_ratio * self.batch_size))
+
+
+# (h, λ) per dataset for D4RL's v2 data: OfflineRL-Kit's README (its MOPO reproductions).
+TASK_DEFAULTS = {
+    name: {"rollout_length": h, "penalty_coef": lam}
+    for name, (h, lam) in {
+        "halfcheetah-medium": (5, 0.5),
+        "hopper-medium": (5, 5.0),
+        "walker2d-medium": (5, 0.5),
+        "halfcheetah-medium-replay": (5, 0.5),
+        "hopper-medium-replay": (5, 2.5),
+        "walker2d-medium-replay": (1, 2.5),
+        "halfcheetah-medium-expert": (5, 2.5),
+        "hopper-medium-expert": (5, 5.0),
+        "walker2d-medium-expert": (1, 2.5),
+    }.items()
+}
 
 
 @flax.struct.dataclass
