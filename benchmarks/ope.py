@@ -83,6 +83,8 @@ def run_task(task: str, run_dir: Path, s: Settings, args) -> dict:
     out = args.out / task
     cache = out / "values.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
+    if args.no_run and known:  # report what was valued, under the settings it was valued with
+        s = dataclasses.replace(s, config=ope.config_from_overrides(known["settings"]["config"]))
     if _without_estimators(known.get("settings", {})) != _without_estimators(s.record()):
         known = {"settings": s.record(), "policies": {}}
     if not args.no_run:
