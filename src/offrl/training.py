@@ -181,6 +181,7 @@ def train(
         algo, dataset, steps, [seed], [Path(out)], overrides, options
     )
     trainer = _Trainer([run], cfg, data, evaluator, [Path(out)], progress, callback)
+    del data  # the updates read the device copy: the host arrays can go
     summaries = trainer.run(started)
     if trainer.members[0].error is not None:
         raise trainer.members[0].error
@@ -232,7 +233,9 @@ def train_seeds(
         task_defaults,
     )
     runs, cfg, data, evaluator = _prepare(algo, dataset, steps, seeds, paths, overrides, options)
-    return _Trainer(runs, cfg, data, evaluator, paths, progress, callback).run(started)
+    trainer = _Trainer(runs, cfg, data, evaluator, paths, progress, callback)
+    del data  # the updates read the device copy: the host arrays can go
+    return trainer.run(started)
 
 
 @dataclasses.dataclass(frozen=True)
