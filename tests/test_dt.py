@@ -65,11 +65,15 @@ def test_the_transformer_is_causal():
         assert not np.allclose(out[:, later], moved[:, later]), later
 
 
-def test_decision_transformer_outputs_see_only_the_past():
+def tiny_decision_transformer(obs, act, rtg, ts):
+    """(params, jitted apply) of a one-block DT of width 16 with a 10-step timestep table."""
     model = DecisionTransformer(act_dim=ACT, dim=16, num_layers=1, max_timestep=10)
+    return model.init(jax.random.key(0), obs, act, rtg, ts), jax.jit(model.apply)
+
+
+def test_decision_transformer_outputs_see_only_the_past():
     obs, act, rtg, ts = window_inputs()
-    params = model.init(jax.random.key(0), obs, act, rtg, ts)
-    apply = jax.jit(model.apply)
+    params, apply = tiny_decision_transformer(obs, act, rtg, ts)
     out = apply(params, obs, act, rtg, ts)
     assert out.shape == (2, K, ACT) and bool(jnp.all(jnp.abs(out) < 1))
     j = 2
@@ -85,10 +89,8 @@ def test_decision_transformer_outputs_see_only_the_past():
 
 
 def test_timesteps_are_embedded_and_clamped_to_the_table():
-    model = DecisionTransformer(act_dim=ACT, dim=16, num_layers=1, max_timestep=10)
     obs, act, rtg, ts = window_inputs()
-    params = model.init(jax.random.key(0), obs, act, rtg, ts)
-    apply = jax.jit(model.apply)
+    params, apply = tiny_decision_transformer(obs, act, rtg, ts)
     out = apply(params, obs, act, rtg, ts)
     assert not np.allclose(out, apply(params, obs, act, rtg, ts + 1))
     far = apply(params, obs, act, rtg, jnp.full_like(ts, 10_000))

@@ -266,8 +266,9 @@ def _prepare(algo, dataset, steps, seeds, outs, overrides, opt: _Options):
         raise ConfigError("steps, eval_every, chunk_size and eval_episodes must be positive")
     runs, fresh = [], []
     for seed, out in zip(seeds, outs):
-        fresh.append(not (opt.resume and (out / CONFIG_FILE).exists()))
-        if prepare_run_dir(out, opt.resume, opt.overwrite):
+        resumed = prepare_run_dir(out, opt.resume, opt.overwrite)
+        fresh.append(not resumed)
+        if resumed:
             run = RunConfig(**json.loads((out / CONFIG_FILE).read_text()))
             _check_resume_matches(run, algo, dataset, overrides, out)
             run = dataclasses.replace(run, steps=max(steps, run.steps) if steps else run.steps)
