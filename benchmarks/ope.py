@@ -2,23 +2,30 @@
 family of policies of graded quality, in the manner of the deep OPE benchmark (Fu et al.,
 ICLR 2021), whose D4RL part values 11 snapshots of one SAC training run per task.
 
-Per task, the family is
-- 8 snapshots of the task's behaviour agent (the SAC run the datasets come from), whose
-  training evaluations lie nearest to 8 evenly spaced returns from its worst to its best;
-- 3 offline policies trained on the task's dataset (BC, TD3+BC, IQL, `--offline-steps`).
+Per task, the family is one of (`--family`):
+- `run`: 8 snapshots of the task's behaviour agent (the SAC run the datasets come from),
+  whose training evaluations lie nearest to 8 evenly spaced returns from its worst to its
+  best, and 3 offline policies trained on the task's dataset (BC, TD3+BC, IQL,
+  `--offline-steps`). It needs the behaviour run's directory;
+- `committed` (the default; a fresh clone has everything it needs): the task's committed
+  behaviour snapshots (expert and medium, src/offrl/recipes/policies) and 8 offline policies
+  trained on the task's dataset: BC, TD3+BC, IQL and AWAC, each after a tenth of
+  `--offline-steps` and after all of them.
 Each policy's true value is its discounted return (γ = `--discount`) from `--episodes`
 deterministic rollouts; every estimator values it from the task's dataset alone, with its
 logged behaviour log-probabilities. The scores are offrl.ope.selection's: Spearman,
 regret@1/@5 and absolute error on values min-max normalized by the true values' range.
 
-    python benchmarks/ope.py --tasks pendulum                      # ~25 min on 2 cores
-    python benchmarks/ope.py --tasks hopper walker2d halfcheetah   # needs the 1M-step runs
-    python benchmarks/ope.py --tasks pendulum --no-run             # tables from the values
+    python benchmarks/ope.py --tasks halfcheetah walker2d           # committed snapshots
+    python benchmarks/ope.py --tasks pendulum --family run          # ~25 min on 2 cores
+    python benchmarks/ope.py --tasks hopper --family run            # needs the 1M-step run
+    python benchmarks/ope.py --tasks pendulum --no-run              # tables from the values
 
 The behaviour runs: pendulum's is remade in a few minutes by
 `offrl behavior train Pendulum-v1 --algo sac --steps 20000 --out runs/behavior/small/pendulum-sac`;
 the locomotion ones are the 1M-step runs of docs/datasets.md (runs/behavior/d4rl/ENV-sac).
-Values are cached per policy in OUT/TASK/values.json; a rerun computes only what is missing.
+Values are cached per policy in OUT/FAMILY/TASK/values.json; a rerun computes only what is
+missing.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from offrl.behavior.online import load_actor, read_jsonl, snapshot_path
 from offrl.bench.select import Settings, evaluator, metrics_table, score_selection, value_policy
 from offrl.envs.rollout import env_spaces
 from offrl.policy import load_policy
-from offrl.recipes.agents import agent_template
+from offrl.recipes.agents import POLICY_DIR, agent_template
 
 FIGURES = Path(__file__).parent / "figures"
 TASKS = {  # task: (behaviour run, dataset, per-task OPE settings)
@@ -48,11 +55,13 @@ TASKS = {  # task: (behaviour run, dataset, per-task OPE settings)
 }
 SNAPSHOTS = 8
 OFFLINE = ("bc", "td3_bc", "iql")
+OFFLINE_COMMITTED = ("bc", "td3_bc", "iql", "awac")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", default=["pendulum"], choices=list(TASKS))
+    p.add_argument("--family", choices=("committed", "run"), default="committed")
     p.add_argument("--estimators", default="all")
     p.add_argument("--discount", type=float, default=0.99)
     p.add_argument("--episodes", type=int, default=10, help="rollouts per policy (true value)")
@@ -69,18 +78,18 @@ def main(argv: list[str] | None = None) -> int:
         run_dir, dataset, extra = TASKS[task]
         config = ope.config_from_overrides(extra | parse_overrides(args.set))
         settings = Settings(dataset, estimators, args.discount, args.episodes, 0, config)
-        if not args.no_run and not Path(run_dir).exists():
+        if args.family == "run" and not args.no_run and not Path(run_dir).exists():
             print(f"{task}: behaviour run {run_dir} not found (see this script's docstring)")
             return 2
         tables[task] = run_task(task, Path(run_dir), settings, args)
-    report(tables, args.out)
+    report(tables, args.out / args.family)
     return 0
 
 
 def run_task(task: str, run_dir: Path, s: Settings, args) -> dict:
     """Value every policy of the task with every estimator; a policy valued before under
     the same settings gets only the estimators it lacks (its true value is kept)."""
-    out = args.out / task
+    out = args.out / args.family / task
     cache = out / "values.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
     if args.no_run and known:  # report what was valued, under the settings it was valued with
@@ -90,7 +99,12 @@ def run_task(task: str, run_dir: Path, s: Settings, args) -> dict:
     if not args.no_run:
         data = recipes.load_dataset(s.dataset)
         evaluators: dict[tuple[str, ...], object] = {}
-        for name, make in family(task, run_dir, s.dataset, out, args.offline_steps):
+        members = (
+            run_family(run_dir, s.dataset, out, args.offline_steps)
+            if args.family == "run"
+            else committed_family(task, s.dataset, out, args.offline_steps)
+        )
+        for name, make in members:
             old = known["policies"].get(name)
             missing = tuple(n for n in s.estimators if old is None or n not in old["ope"])
             if not missing:
@@ -120,8 +134,9 @@ def _without_estimators(settings: dict) -> dict:
     return json.loads(json.dumps(out))
 
 
-def family(task: str, run_dir: Path, dataset: str, out: Path, offline_steps: int):
-    """(name, () -> (algo, cfg, state, env_id)) of every policy of the task, lazily made."""
+def run_family(run_dir: Path, dataset: str, out: Path, offline_steps: int):
+    """(name, () -> (algo, cfg, state, env_id)) of every policy of the `run` family, lazily
+    made: the behaviour run's graded snapshots, then the offline policies."""
     config = json.loads((run_dir / "config.json").read_text())
     env_id = config["env_id"]
     obs_space, act_space = env_spaces(env_id)
@@ -136,19 +151,42 @@ def family(task: str, run_dir: Path, dataset: str, out: Path, offline_steps: int
 
     for step in graded_steps(read_jsonl(run_dir / "snapshots.jsonl"), SNAPSHOTS):
         yield f"snapshot-{step}", lambda step=step: snapshot(step)
+    yield from offline_family(OFFLINE, (offline_steps,), dataset, env_id, out)
 
-    def offline(algo_name: str):
-        run = out / "offline" / algo_name
+
+def committed_family(task: str, dataset: str, out: Path, offline_steps: int):
+    """The `committed` family: the task's committed snapshots, then the offline policies."""
+    entry = recipes.manifest()[task]
+    env_id, agent = entry["env_id"], entry["agents"]["sac"]
+
+    def snapshot(file: str):
+        config = json.dumps(agent["algo_config"], sort_keys=True)
+        algo, cfg, state = agent_template("sac", config, agent["obs_dim"], agent["act_dim"])
+        return algo, cfg, load_actor(POLICY_DIR / file, state), env_id
+
+    for role, snap in agent["snapshots"].items():
+        yield f"{role}-{snap['step']}", lambda file=snap["file"]: snapshot(file)
+    lengths = (offline_steps // 10, offline_steps)
+    yield from offline_family(OFFLINE_COMMITTED, lengths, dataset, env_id, out)
+
+
+def offline_family(algo_names, lengths, dataset: str, env_id: str, out: Path):
+    """Policies trained offline on the task's dataset: each algorithm after each length."""
+
+    def offline(algo_name: str, steps: int):
+        run = out / "offline" / f"{algo_name}-{steps}"
         if not (run / training.SUMMARY_FILE).exists():
             training.train(
-                algo_name, dataset, offline_steps, out=run, eval_every=offline_steps,
+                algo_name, dataset, steps, out=run, eval_every=steps,
                 eval_episodes=5, overwrite=True, progress=False,
             )  # fmt: skip
         policy = load_policy(run)
         return policy.algo, policy.cfg, policy.state, env_id
 
-    for algo_name in OFFLINE:
-        yield f"{algo_name}-{offline_steps // 1000}k", lambda a=algo_name: offline(a)
+    for algo_name in algo_names:
+        for steps in lengths:
+            label = f"{algo_name}-{steps // 1000}k" if steps >= 1000 else f"{algo_name}-{steps}"
+            yield label, lambda a=algo_name, n=steps: offline(a, n)
 
 
 def graded_steps(snapshots: list[dict], n: int) -> list[int]:

@@ -8,7 +8,7 @@ import flax.serialization
 import numpy as np
 import pytest
 
-from offrl.behavior.online import BehaviorConfig, read_jsonl, train_behavior
+from offrl.behavior.online import BehaviorConfig, pack_run, read_jsonl, train_behavior
 from offrl.cli import main
 from offrl.errors import ConfigError
 
@@ -56,6 +56,43 @@ def test_extending_a_run_equals_running_it_at_once(tmp_path, algo):
     with np.load(tmp_path / "a" / "buffer.npz") as x, np.load(tmp_path / "b" / "buffer.npz") as y:
         for column in x.files:
             np.testing.assert_array_equal(x[column], y[column])
+
+
+def test_a_packed_run_resumes_exactly_from_its_actions(tmp_path):
+    # The packed copy has no buffer.npz: resuming replays the 600 actions in the
+    # environment, and the run then goes on as if never stopped.
+    straight = train_behavior(tiny(1000), tmp_path / "a", progress=False)
+    train_behavior(tiny(600), tmp_path / "b", progress=False)
+    argv = ["behavior", "pack", str(tmp_path / "b"), "--out", str(tmp_path / "c")]
+    assert main([*argv, "--snapshots", "400"]) == 0
+    packed = tmp_path / "c"
+    assert not (packed / "buffer.npz").exists() and (packed / "actions.npz").exists()
+    assert [p.name for p in (packed / "snapshots").iterdir()] == ["step_0000400.msgpack"]
+    resumed = train_behavior(tiny(1000), packed, resume=True, progress=False)
+    assert straight["steps"] == resumed["steps"] == 1000
+    a = (tmp_path / "a" / "checkpoint" / "state.msgpack").read_bytes()
+    assert a == (packed / "checkpoint" / "state.msgpack").read_bytes()
+    for log in ("snapshots.jsonl", "episodes.jsonl"):
+        assert read_jsonl(tmp_path / "a" / log) == read_jsonl(packed / log)
+    with np.load(tmp_path / "a" / "buffer.npz") as x, np.load(packed / "buffer.npz") as y:
+        for column in x.files:
+            np.testing.assert_array_equal(x[column], y[column])
+
+
+def test_a_packed_run_whose_actions_replay_differently_is_refused(tmp_path):
+    train_behavior(tiny(400), tmp_path / "b", progress=False)
+    pack_run(tmp_path / "b", tmp_path / "c")
+    with np.load(tmp_path / "c" / "actions.npz") as saved:
+        act, logp = saved["act"].copy(), saved["logp"]
+    act[5] = -act[5]  # another simulator would step to other states
+    np.savez(tmp_path / "c" / "actions.npz", act=act, logp=logp, digest="0" * 64)
+    with pytest.raises(ConfigError, match="do not make the packed buffer"):
+        train_behavior(tiny(800), tmp_path / "c", resume=True, progress=False)
+    (tmp_path / "c" / "actions.npz").unlink()
+    with pytest.raises(ConfigError, match="neither buffer.npz nor actions.npz"):
+        train_behavior(tiny(800), tmp_path / "c", resume=True, progress=False)
+    with pytest.raises(ConfigError, match="not empty"):
+        pack_run(tmp_path / "b", tmp_path / "c")
 
 
 def test_snapshot_holds_the_actor_and_transforms(tmp_path):

@@ -194,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     btrain.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     btrain.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    pack = behavior_sub.add_parser(
+        "pack",
+        help="a resumable copy of a run without its replay buffer (the actions it took "
+        "instead, replayed on resume)",
+    )
+    pack.add_argument("run_dir", type=Path)
+    pack.add_argument("--out", type=Path, required=True)
+    pack.add_argument(
+        "--snapshots",
+        default="",
+        metavar="STEPS",
+        help="comma-separated steps of the snapshots to keep (default: none)",
+    )
+
     pub = behavior_sub.add_parser(
         "publish", help="commit a run's expert/medium/replay snapshots for the dataset recipes"
     )
@@ -598,6 +612,8 @@ def _refs_label(refs: dict) -> str:
 def cmd_behavior(args) -> None:
     if args.behavior_command == "publish":
         return _publish(args)
+    if args.behavior_command == "pack":
+        return _pack(args)
     from offrl.algos import make_algo_config, parse_overrides
 
     algo = args.algo or _default_behavior_algo(args.env)
@@ -627,6 +643,20 @@ def cmd_behavior(args) -> None:
         f"{args.env} {algo}: {summary['steps']} steps, {summary['steps_per_second']:.0f} "
         "steps/s; last snapshot "
         f"return {last.get('return_mean', float('nan')):.1f}; run directory {out}"
+    )
+
+
+def _pack(args) -> None:
+    from offrl.behavior.online import pack_run
+
+    try:
+        steps = [int(s) for s in args.snapshots.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--snapshots: {args.snapshots!r} is not a list of steps") from None
+    packed = pack_run(args.run_dir, args.out, steps)
+    print(
+        f"{args.out}: resumable at step {packed['step']}, actions {packed['actions_bytes']:,} "
+        f"bytes, {len(packed['snapshots'])} snapshots"
     )
 
 

@@ -19,7 +19,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from offrl.data.dataset import Dataset
-from offrl.data.transforms import Transforms
+from offrl.data.transforms import Transforms, block_rows
 
 Metrics = dict[str, jnp.ndarray]
 
@@ -55,31 +55,118 @@ class Spec:
 
 def to_device(dataset: Dataset, tf: Transforms, extra: dict | None = None) -> Batch:
     """The whole dataset, transformed once, as device arrays (a Batch of length N).
-    Continuous actions are mapped to [-1, 1]; discrete ones stay indices, (N,) int32."""
+    Continuous actions are mapped to [-1, 1]; discrete ones stay indices, (N,) int32.
+    Training samples from `to_device_transitions` instead, which holds the observations once."""
+    return to_device_transitions(dataset, tf, extra).rows(jnp.arange(len(dataset)))
+
+
+@flax.struct.dataclass
+class Transitions:
+    """The dataset on device with one copy of the observations (issue 20: next_observations
+    is, within an episode, the next row's observation). Row i's next observation is
+    `states[next_row[i]]`: row i + 1 where the data's next_observations[i] equals
+    observations[i + 1] bit for bit, else one of the rows appended after the N observations
+    (each episode's last next observation, or every row of data whose next observations are
+    not the next rows). Sampled by `sample`, which returns a Batch."""
+
+    states: jnp.ndarray  # (N + appended, obs_dim) normalized observations
+    next_row: jnp.ndarray  # (N,) int32 index into states
+    act: jnp.ndarray
+    rew: jnp.ndarray
+    done: jnp.ndarray
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def rows(self, idx: jnp.ndarray) -> Batch:
+        return Batch(
+            obs=self.states[idx],
+            act=self.act[idx],
+            rew=self.rew[idx],
+            next_obs=self.states[self.next_row[idx]],
+            done=self.done[idx],
+            extra={k: v[idx] for k, v in self.extra.items()},
+        )
+
+
+def next_rows(dataset: Dataset, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(next_row (N,) int32, appended (M,) int64): where each row's next observation lies in
+    `Transitions.states`, and which rows' next observations are appended after the N
+    observations. Compared in blocks of rows, so no full-size temporary is made."""
+    obs, nxt, n = dataset.observations, dataset.next_observations, len(dataset)
+    rows = block_rows(obs, rows)
+    same = np.zeros(n, bool)
+    for start in range(0, n - 1, rows):
+        stop = min(start + rows, n - 1)
+        same[start:stop] = (nxt[start:stop] == obs[start + 1 : stop + 1]).all(axis=1)
+    appended = np.flatnonzero(~same)
+    next_row = np.arange(1, n + 1, dtype=np.int64)
+    next_row[appended] = n + np.arange(appended.size)
+    return next_row.astype(np.int32), appended
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _write_rows(buffer: jnp.ndarray, block: jnp.ndarray, start: jnp.ndarray) -> jnp.ndarray:
+    return jax.lax.dynamic_update_slice(buffer, block, (start, 0))
+
+
+def _device_states(tf: Transforms, sources, total: int, obs_dim: int, rows: int | None = None):
+    """(total, obs_dim) normalized observations on device, written block by block into one
+    donated buffer: its only full-size copy (an asarray of the whole array, then tf.obs of
+    it, would make two). `sources`: host arrays whose rows fill it in order."""
+    normalize = jax.jit(tf.obs)
+    buffer, at = jnp.zeros((total, obs_dim), jnp.float32), 0
+    rows = rows or block_rows(np.empty((0, obs_dim)))
+    for source in sources:
+        for start in range(0, len(source), rows):
+            block = normalize(jnp.asarray(source[start : start + rows], jnp.float32))
+            buffer = _write_rows(buffer, block, jnp.int32(at))
+            at += block.shape[0]
+    return buffer
+
+
+def to_device_transitions(dataset: Dataset, tf: Transforms, extra: dict | None = None):
+    """The whole dataset, transformed once, on device as Transitions (see there)."""
     if dataset.discrete:
         act = jnp.asarray(dataset.actions[:, 0], jnp.int32)
     else:
         act = jnp.clip(tf.action_to_unit(jnp.asarray(dataset.actions, jnp.float32)), -1.0, 1.0)
-    return Batch(
-        obs=tf.obs(jnp.asarray(dataset.observations, jnp.float32)),
+    next_row, appended = next_rows(dataset)
+    appended_obs = _Rows(dataset.next_observations, appended)
+    n = len(dataset)
+    return Transitions(
+        states=_device_states(
+            tf, (dataset.observations, appended_obs), n + appended.size, dataset.obs_dim
+        ),
+        next_row=jnp.asarray(next_row),
         act=act,
         rew=tf.reward(jnp.asarray(dataset.rewards, jnp.float32)),
-        next_obs=tf.obs(jnp.asarray(dataset.next_observations, jnp.float32)),
         # Timeouts are not terminals: the target still bootstraps through them.
         done=jnp.asarray(dataset.terminals, jnp.float32),
         extra={k: jnp.asarray(v, jnp.float32) for k, v in (extra or {}).items()},
     )
 
 
-def algorithm_data(algo, cfg, dataset: Dataset, tf: Transforms) -> Batch | Trajectories:
-    """The device data the algorithm's updates sample from: `to_device` plus the extra
+class _Rows:
+    """Some rows of a host array, sliced like one (fancy indexing a block at a time)."""
+
+    def __init__(self, array: np.ndarray, index: np.ndarray):
+        self.array, self.index = array, index
+
+    def __len__(self) -> int:
+        return self.index.size
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        return self.array[self.index[part]]
+
+
+def algorithm_data(algo, cfg, dataset: Dataset, tf: Transforms) -> Transitions | Trajectories:
+    """The device data the algorithm's updates sample from: `to_device_transitions` plus the extra
     columns it declares (optional hook `extra_columns(cfg, dataset, tf) -> dict[str,
     np.ndarray]`, one row per transition), or, for `batch_kind = "trajectories"`,
     `to_device_trajectories`."""
     if batch_kind(algo) == "trajectories":
         return to_device_trajectories(dataset, tf)
     columns = getattr(algo, "extra_columns", None)
-    return to_device(dataset, tf, columns(cfg, dataset, tf) if columns else None)
+    return to_device_transitions(dataset, tf, columns(cfg, dataset, tf) if columns else None)
 
 
 BATCH_KINDS = ("transitions", "trajectories")
@@ -141,14 +228,14 @@ class Window:
 
 
 def to_device_trajectories(dataset: Dataset, tf: Transforms) -> Trajectories:
-    rows = to_device(dataset, tf)
+    rows = to_device_transitions(dataset, tf)
     starts, ends = dataset.episode_starts, dataset.episode_ends
     lengths = ends - starts + 1
     episode = np.repeat(np.arange(lengths.size), lengths)
     timestep = np.arange(len(dataset)) - starts[episode]
     scaled = dataset.replace(rewards=np.asarray(tf.reward(jnp.asarray(dataset.rewards))))
     return Trajectories(
-        obs=rows.obs,
+        obs=rows.states[: len(dataset)],
         act=rows.act,
         rew=rows.rew,
         rtg=jnp.asarray(scaled.returns_to_go(1.0), jnp.float32),
@@ -226,10 +313,12 @@ class RingBuffer:
         return jax.tree_util.tree_map(lambda x: x[idx], self.rows)
 
 
-def sample(data: Batch, key: jax.Array, batch_size: int) -> Batch:
+def sample(data: Batch | Transitions, key: jax.Array, batch_size: int) -> Batch:
     """Uniform minibatch with replacement, inside the compiled step."""
     n = data.rew.shape[0]
     idx = jax.random.randint(key, (batch_size,), 0, n)
+    if isinstance(data, Transitions):
+        return data.rows(idx)
     return jax.tree_util.tree_map(lambda x: x[idx], data)
 
 

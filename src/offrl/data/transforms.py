@@ -1,7 +1,8 @@
 """Transforms between the dataset/environment and what the networks see.
 
 Observations are standardized with the dataset's mean and std (when the algorithm asks),
-actions are mapped from the environment's bounds to [-1, 1], and rewards may be scaled.
+except binary columns (every value 0 or 1: MinAtar's grids, one-hot features), which stay as
+they are; actions are mapped from the environment's bounds to [-1, 1], and rewards may be scaled.
 The transforms are part of every algorithm's saved state, so a loaded checkpoint acts
 exactly as it did in training. Discrete actions are not transformed: they stay action
 indices (core.to_device), discrete algorithms return indices from `act`, and act_low/act_high
@@ -53,11 +54,21 @@ def unit_log_jacobian(low, high) -> float:
     return float(np.sum(np.log(half[half > 0])))
 
 
-def column_mean_std(x: np.ndarray, rows: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+BLOCK_ELEMENTS = 1 << 21  # a float64 temporary of a block: 16 MiB
+
+
+def block_rows(x: np.ndarray, rows: int | None = None) -> int:
+    """Rows per block of `x` for a pass over it: `rows`, or as many as BLOCK_ELEMENTS hold,
+    so that a pass's temporaries stay small whatever the row width (a 65,536-row block of
+    600 float64 columns, and the deviations and squares of it, held 0.9 GiB)."""
+    return rows or max(1, BLOCK_ELEMENTS // max(1, int(np.prod(x.shape[1:]))))
+
+
+def column_mean_std(x: np.ndarray, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and (population) standard deviation in float64, accumulated over
-    blocks of `rows`: a float64 copy of a large dataset's observations (1M x 600 floats:
-    4.8 GB, plus as much again for the deviations) is never made."""
-    n = len(x)
+    blocks of rows (`block_rows`): a float64 copy of a large dataset's observations (1M x 600
+    floats: 4.8 GB, plus as much again for the deviations) is never made."""
+    n, rows = len(x), block_rows(x, rows)
     total = np.zeros(x.shape[1:], np.float64)
     for start in range(0, n, rows):
         total += x[start : start + rows].sum(axis=0, dtype=np.float64)
@@ -69,10 +80,24 @@ def column_mean_std(x: np.ndarray, rows: int = 65_536) -> tuple[np.ndarray, np.n
     return mean, np.sqrt(squares / n)
 
 
+def binary_columns(x: np.ndarray, rows: int | None = None) -> np.ndarray:
+    """(obs_dim,) bool: the columns whose every value is 0 or 1, checked in blocks of rows."""
+    binary, rows = np.ones(x.shape[1:], bool), block_rows(x, rows)
+    for start in range(0, len(x), rows):
+        block = x[start : start + rows]
+        binary &= ((block == 0) | (block == 1)).all(axis=0)
+    return binary
+
+
 def make_transforms(
     dataset: Dataset, normalize_obs: bool, reward_scaling: str = "none", eps: float = 1e-3
 ) -> Transforms:
     """Build the transforms from dataset statistics.
+
+    normalize_obs: (x - mean) / (std + eps) per column, except binary columns, kept raw as
+    the references feed them (Dopamine and MinAtar's DQN: raw grids). Standardized, a cell
+    lit with frequency p in the data enters at about 1/sqrt(p) when it lights up, and at
+    1/eps = 1000 if the data never lit it (issue 21; docs/datasets.md, "Binary observations").
 
     reward_scaling: "none"; or "return_range", IQL's locomotion recipe
     r * 1000 / (max episode return - min episode return).
@@ -80,6 +105,8 @@ def make_transforms(
     if normalize_obs:
         mean, std = column_mean_std(dataset.observations)
         std = std + eps
+        binary = binary_columns(dataset.observations)
+        mean, std = np.where(binary, 0.0, mean), np.where(binary, 1.0, std)
     else:
         mean, std = np.zeros(dataset.obs_dim), np.ones(dataset.obs_dim)
     scale = 1.0
