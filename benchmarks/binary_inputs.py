@@ -1,19 +1,19 @@
 """Issue 21, item 2: does standardizing MinAtar's binary grids hurt the discrete learners?
 
-`normalize_obs` standardized every observation column by (x − mean) / (std + 1e-3). A MinAtar
-cell that is rarely lit in the data has a tiny std, so when it lights up at evaluation it
-enters the network at about 1/std: 1000 for a cell never lit in the data (p = 0), 91 at
-p = 1e-4, 9.9 at p = 1e-2. The references (Dopamine, batch_rl, MinAtar's own DQN) feed raw
-inputs. This script trains BC, DQN and discrete CQL on the MinAtar noisy-snapshot datasets
-with the columns as they are (`raw`: normalize_obs=false) and with the algorithms' default
-(`default`: normalize_obs=true), with the discrete table's settings
-(benchmarks/discrete_table.py: 64-64 MLPs, a target copy every 100 updates), and prints the
-final greedy returns, mean ± std over seeds.
+Up to commit 62c14cf `normalize_obs` standardized every observation column by
+(x − mean) / (std + 1e-3). A MinAtar cell that is rarely lit in the data has a tiny std, so
+when it lights up at evaluation it enters the network at about 1/std: 1000 for a cell never
+lit in the data (p = 0), 91 at p = 1e-4, 9.9 at p = 1e-2. The references (Dopamine,
+batch_rl, MinAtar's own DQN) feed raw inputs. This script trains BC, DQN and discrete CQL
+on the MinAtar noisy-snapshot datasets with the columns as they are (`raw`:
+normalize_obs=false) and with the algorithms' default (`default`: normalize_obs=true), with
+the discrete table's settings (benchmarks/discrete_table.py: 64-64 MLPs, a target copy every
+100 updates), and prints the final greedy returns, mean ± std over seeds.
 
-Up to commit 62c14cf the default standardized every column; the `default` columns measured
-there are the old rule (docs/datasets.md, "Binary observations"). Since then the default
-leaves a column that holds only 0 and 1 as it is (data/transforms.py), which on MinAtar's
-grids is `raw`, bit for bit.
+`default` is the rule of the code that runs it. At 62c14cf that was plain standardization
+(raw was worse: docs/datasets.md, "Binary observations"); since, a binary column's std is
+floored at 0.1 (data/transforms.py), which bounds a lit cell at 10. Keep each rule's results
+in its own `--out`.
 
     python benchmarks/binary_inputs.py                      # 36 runs, 10k updates each
     python benchmarks/binary_inputs.py --datasets space-invaders-noisy-snapshot

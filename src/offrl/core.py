@@ -104,21 +104,22 @@ def next_rows(dataset: Dataset, rows: int | None = None) -> tuple[np.ndarray, np
 
 
 @functools.partial(jax.jit, donate_argnums=0)
-def _write_rows(buffer: jnp.ndarray, block: jnp.ndarray, start: jnp.ndarray) -> jnp.ndarray:
-    return jax.lax.dynamic_update_slice(buffer, block, (start, 0))
+def _write_rows(buffer, tf: Transforms, block, start) -> jnp.ndarray:
+    """buffer[start : start + len(block)] = tf.obs(block), in place (the buffer is donated);
+    compiled once per block shape, whatever the transforms."""
+    return jax.lax.dynamic_update_slice(buffer, tf.obs(block), (start, 0))
 
 
 def _device_states(tf: Transforms, sources, total: int, obs_dim: int, rows: int | None = None):
     """(total, obs_dim) normalized observations on device, written block by block into one
     donated buffer: its only full-size copy (an asarray of the whole array, then tf.obs of
     it, would make two). `sources`: host arrays whose rows fill it in order."""
-    normalize = jax.jit(tf.obs)
     buffer, at = jnp.zeros((total, obs_dim), jnp.float32), 0
     rows = rows or block_rows(np.empty((0, obs_dim)))
     for source in sources:
         for start in range(0, len(source), rows):
-            block = normalize(jnp.asarray(source[start : start + rows], jnp.float32))
-            buffer = _write_rows(buffer, block, jnp.int32(at))
+            block = jnp.asarray(source[start : start + rows], jnp.float32)
+            buffer = _write_rows(buffer, tf, block, jnp.int32(at))
             at += block.shape[0]
     return buffer
 

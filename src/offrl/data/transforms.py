@@ -1,8 +1,9 @@
 """Transforms between the dataset/environment and what the networks see.
 
 Observations are standardized with the dataset's mean and std (when the algorithm asks),
-except binary columns (every value 0 or 1: MinAtar's grids, one-hot features), which stay as
-they are; actions are mapped from the environment's bounds to [-1, 1], and rewards may be scaled.
+the std of a binary column (every value 0 or 1: MinAtar's grids, one-hot features) floored
+at BINARY_STD_FLOOR; actions are mapped from the environment's bounds to [-1, 1], and
+rewards may be scaled.
 The transforms are part of every algorithm's saved state, so a loaded checkpoint acts
 exactly as it did in training. Discrete actions are not transformed: they stay action
 indices (core.to_device), discrete algorithms return indices from `act`, and act_low/act_high
@@ -54,6 +55,7 @@ def unit_log_jacobian(low, high) -> float:
     return float(np.sum(np.log(half[half > 0])))
 
 
+BINARY_STD_FLOOR = 0.1  # a binary column's std (p(1 - p))^0.5 is 0.1 at p = 1%
 BLOCK_ELEMENTS = 1 << 21  # a float64 temporary of a block: 16 MiB
 
 
@@ -94,10 +96,11 @@ def make_transforms(
 ) -> Transforms:
     """Build the transforms from dataset statistics.
 
-    normalize_obs: (x - mean) / (std + eps) per column, except binary columns, kept raw as
-    the references feed them (Dopamine and MinAtar's DQN: raw grids). Standardized, a cell
-    lit with frequency p in the data enters at about 1/sqrt(p) when it lights up, and at
-    1/eps = 1000 if the data never lit it (issue 21; docs/datasets.md, "Binary observations").
+    normalize_obs: (x - mean) / (std + eps) per column; a binary column's std is floored at
+    BINARY_STD_FLOOR. Unfloored, a cell lit with frequency p in the data enters at about
+    1/sqrt(p) when it lights up, and at 1/eps = 1000 if the data never lit it; floored, at
+    most 1/0.1 = 10. Standardization itself is kept: on MinAtar it beat raw grids, the
+    references' input (issue 21; docs/datasets.md, "Binary observations").
 
     reward_scaling: "none"; or "return_range", IQL's locomotion recipe
     r * 1000 / (max episode return - min episode return).
@@ -106,7 +109,7 @@ def make_transforms(
         mean, std = column_mean_std(dataset.observations)
         std = std + eps
         binary = binary_columns(dataset.observations)
-        mean, std = np.where(binary, 0.0, mean), np.where(binary, 1.0, std)
+        std = np.where(binary, np.maximum(std, BINARY_STD_FLOOR), std)
     else:
         mean, std = np.zeros(dataset.obs_dim), np.ones(dataset.obs_dim)
     scale = 1.0
