@@ -10,12 +10,14 @@ normalize_obs=false) and with the algorithms' default (`default`: normalize_obs=
 the discrete table's settings (benchmarks/discrete_table.py: 64-64 MLPs, a target copy every
 100 updates), and prints the final greedy returns, mean ± std over seeds.
 
-`default` is the rule of the code that runs it. At 62c14cf that was plain standardization
-(raw was worse: docs/datasets.md, "Binary observations"); since, a binary column's std is
-floored at 0.1 (data/transforms.py), which bounds a lit cell at 10. Keep each rule's results
-in its own `--out`.
+`default` is the rule of the code that runs it; keep each rule's results in its own `--out`.
+Three were measured (docs/datasets.md, "Binary observations"): plain standardization (commit
+62c14cf), a binary column's std floored at 0.1 (commit 31522be), and the rule since then: a
+column constant in the data (a cell never lit) only centred, every other column
+standardized.
 
     python benchmarks/binary_inputs.py                      # 36 runs, 10k updates each
+    python benchmarks/binary_inputs.py --only bc-default dqn-default cql-default --out DIR
     python benchmarks/binary_inputs.py --datasets space-invaders-noisy-snapshot
     python benchmarks/binary_inputs.py --no-run             # the table from the results
 """

@@ -11,13 +11,7 @@ from helpers import random_dataset
 from scipy import stats
 
 from offrl.data.dataset import Dataset
-from offrl.data.transforms import (
-    BINARY_STD_FLOOR,
-    Transforms,
-    binary_columns,
-    column_mean_std,
-    make_transforms,
-)
+from offrl.data.transforms import Transforms, column_mean_std, constant_columns, make_transforms
 from offrl.nets import QEnsemble
 from offrl.nets.policies import gaussian_log_prob, tanh_gaussian_log_prob, tanh_gaussian_sample
 
@@ -126,30 +120,32 @@ def test_observation_normalization():
     np.testing.assert_allclose(plain.obs(jnp.asarray(ds.observations)), ds.observations)
 
 
-def test_binary_columns_have_their_std_floored():
-    # Columns: a rare binary cell (lit once in 1000 rows), one never lit, a common binary
-    # cell (lit half the time) and a continuous one with a std below the floor. Unfloored,
-    # the rare cell would enter at (1 - 0.001) / (0.0316 + 1e-3) = 30.6 when lit and the
-    # never-lit one at 1 / 1e-3 = 1000; floored at 0.1, at 9.99 and 10.
+def test_a_constant_column_is_only_centred():
+    # Columns: a cell never lit in the data, a rare cell (lit once in 1000 rows), a constant
+    # 5 and a continuous column. Divided by 0 + 1e-3, the never-lit cell would enter at 1000
+    # when lit; as a constant column it enters at 1. The rare cell keeps 1 / (std + 1e-3):
+    # (1 - 0.001) / (0.0316 + 0.001) = 30.6 when lit, as in the data.
     rng = np.random.default_rng(0)
     obs = np.zeros((1000, 4), np.float32)
-    obs[0, 0] = 1.0
-    obs[::2, 2] = 1.0
-    obs[:, 3] = rng.normal(5.0, 0.01, 1000)
+    obs[0, 1] = 1.0
+    obs[:, 2] = 5.0
+    obs[:, 3] = rng.normal(5.0, 2.0, 1000)
     ds = Dataset(obs, np.zeros((1000, 1), np.float32), np.zeros(1000, np.float32), obs,
                  np.zeros(1000, bool), np.zeros(1000, bool))  # fmt: skip
     tf = make_transforms(ds, normalize_obs=True)
     x = obs.astype(np.float64)
     np.testing.assert_allclose(tf.obs_mean, x.mean(0), rtol=1e-5)
-    assert BINARY_STD_FLOOR == 0.1
-    np.testing.assert_allclose(tf.obs_std[:3], [0.1, 0.1, 0.5 + 1e-3], rtol=1e-5)
-    np.testing.assert_allclose(tf.obs_std[3], x[:, 3].std() + 1e-3, rtol=1e-5)  # not binary
-    lit = np.asarray(tf.obs(jnp.array([[1.0, 1.0, 1.0, 5.0]])))[0]
-    np.testing.assert_allclose(lit[:2], [9.99, 10.0], rtol=1e-5)
-    # a block boundary between a 0/1 block and a block holding 0.5 still sees the 0.5
-    col = np.array([[0.0], [1.0], [1.0], [0.5]], np.float32)
-    np.testing.assert_array_equal(binary_columns(col, rows=3), [False])
-    np.testing.assert_array_equal(binary_columns(col[:3], rows=2), [True])
+    expected_std = [1.0, x[:, 1].std() + 1e-3, 1.0, x[:, 3].std() + 1e-3]
+    np.testing.assert_allclose(tf.obs_std, expected_std, rtol=1e-5)
+    z = np.asarray(tf.obs(jnp.array([[1.0, 1.0, 6.0, 5.0]])))[0]
+    np.testing.assert_allclose(z[:3], [1.0, (1 - 0.001) / (np.sqrt(0.000999) + 1e-3), 1.0],
+                               rtol=1e-4)  # fmt: skip
+    # in the data a constant column is 0, as (x - mean) / (0 + 1e-3) made it
+    np.testing.assert_array_equal(np.asarray(tf.obs(jnp.asarray(obs)))[:, [0, 2]], 0.0)
+    # blocks: a block boundary between equal rows and a different one still sees it
+    col = np.array([[2.0], [2.0], [2.0], [2.5]], np.float32)
+    np.testing.assert_array_equal(constant_columns(col, rows=3), [False])
+    np.testing.assert_array_equal(constant_columns(col[:3], rows=2), [True])
 
 
 def test_column_statistics_in_blocks_match_the_whole_array():

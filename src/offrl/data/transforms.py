@@ -1,9 +1,8 @@
 """Transforms between the dataset/environment and what the networks see.
 
-Observations are standardized with the dataset's mean and std (when the algorithm asks),
-the std of a binary column (every value 0 or 1: MinAtar's grids, one-hot features) floored
-at BINARY_STD_FLOOR; actions are mapped from the environment's bounds to [-1, 1], and
-rewards may be scaled.
+Observations are standardized with the dataset's mean and std (when the algorithm asks), a
+column constant in the data only centred; actions are mapped from the environment's bounds
+to [-1, 1], and rewards may be scaled.
 The transforms are part of every algorithm's saved state, so a loaded checkpoint acts
 exactly as it did in training. Discrete actions are not transformed: they stay action
 indices (core.to_device), discrete algorithms return indices from `act`, and act_low/act_high
@@ -55,7 +54,6 @@ def unit_log_jacobian(low, high) -> float:
     return float(np.sum(np.log(half[half > 0])))
 
 
-BINARY_STD_FLOOR = 0.1  # a binary column's std (p(1 - p))^0.5 is 0.1 at p = 1%
 BLOCK_ELEMENTS = 1 << 21  # a float64 temporary of a block: 16 MiB
 
 
@@ -82,13 +80,12 @@ def column_mean_std(x: np.ndarray, rows: int | None = None) -> tuple[np.ndarray,
     return mean, np.sqrt(squares / n)
 
 
-def binary_columns(x: np.ndarray, rows: int | None = None) -> np.ndarray:
-    """(obs_dim,) bool: the columns whose every value is 0 or 1, checked in blocks of rows."""
-    binary, rows = np.ones(x.shape[1:], bool), block_rows(x, rows)
+def constant_columns(x: np.ndarray, rows: int | None = None) -> np.ndarray:
+    """(obs_dim,) bool: the columns whose every value equals the first row's, in blocks."""
+    constant, rows = np.ones(x.shape[1:], bool), block_rows(x, rows)
     for start in range(0, len(x), rows):
-        block = x[start : start + rows]
-        binary &= ((block == 0) | (block == 1)).all(axis=0)
-    return binary
+        constant &= (x[start : start + rows] == x[0]).all(axis=0)
+    return constant
 
 
 def make_transforms(
@@ -96,20 +93,21 @@ def make_transforms(
 ) -> Transforms:
     """Build the transforms from dataset statistics.
 
-    normalize_obs: (x - mean) / (std + eps) per column; a binary column's std is floored at
-    BINARY_STD_FLOOR. Unfloored, a cell lit with frequency p in the data enters at about
-    1/sqrt(p) when it lights up, and at 1/eps = 1000 if the data never lit it; floored, at
-    most 1/0.1 = 10. Standardization itself is kept: on MinAtar it beat raw grids, the
-    references' input (issue 21; docs/datasets.md, "Binary observations").
+    normalize_obs: (x - mean) / (std + eps) per column, except a column constant in the
+    data, which is only centred (its std is 1): in the data it is 0 either way, but a value
+    the data never held (a MinAtar cell the data never lit, lit at evaluation) would enter
+    at 1/eps = 1000 times its change. A column the data varies keeps 1 / (std + eps),
+    however rare its changes (a cell lit with frequency p enters at about 1/sqrt(p)):
+    flooring a binary column's std at 0.1 cost BC 8 points on Space Invaders, and raw grids
+    (the references' input) were worse still (issue 21; docs/datasets.md, "Binary
+    observations").
 
     reward_scaling: "none"; or "return_range", IQL's locomotion recipe
     r * 1000 / (max episode return - min episode return).
     """
     if normalize_obs:
         mean, std = column_mean_std(dataset.observations)
-        std = std + eps
-        binary = binary_columns(dataset.observations)
-        std = np.where(binary, np.maximum(std, BINARY_STD_FLOOR), std)
+        std = np.where(constant_columns(dataset.observations), 1.0, std + eps)
     else:
         mean, std = np.zeros(dataset.obs_dim), np.ones(dataset.obs_dim)
     scale = 1.0
