@@ -93,6 +93,8 @@ def test_a_packed_run_whose_actions_replay_differently_is_refused(tmp_path):
         train_behavior(tiny(800), tmp_path / "c", resume=True, progress=False)
     with pytest.raises(ConfigError, match="not empty"):
         pack_run(tmp_path / "b", tmp_path / "c")
+    with pytest.raises(ConfigError, match="not a behaviour run with a checkpoint"):
+        pack_run(tmp_path / "nothing", tmp_path / "d")
 
 
 def test_snapshot_holds_the_actor_and_transforms(tmp_path):

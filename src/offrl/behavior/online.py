@@ -516,10 +516,11 @@ def pack_run(run_dir: str | Path, out: str | Path, snapshot_steps=()) -> dict:
     digest). Resuming the copy replays the actions to rebuild the buffer
     (`_OnlineRun._replay_actions`). Returns {"step", "actions_bytes", "snapshots"}."""
     run_dir, out = Path(run_dir), Path(out)
-    config = json.loads((run_dir / CONFIG_FILE).read_text())
-    bc = BehaviorConfig(**config)
-    if bc.algo not in ONLINE_ALGOS:
-        raise ConfigError(f"{run_dir}: only {', '.join(ONLINE_ALGOS)} runs can be packed")
+    if not (run_dir / CONFIG_FILE).exists() or not checkpoint.exists(run_dir / CHECKPOINT_DIR):
+        raise ConfigError(f"{run_dir}: not a behaviour run with a checkpoint")
+    algo = json.loads((run_dir / CONFIG_FILE).read_text()).get("algo")
+    if algo not in ONLINE_ALGOS:
+        raise ConfigError(f"{run_dir}: a {algo} run; only {', '.join(ONLINE_ALGOS)} runs pack")
     meta = json.loads((run_dir / CHECKPOINT_DIR / checkpoint.META_FILE).read_text())
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: exists and is not empty")
