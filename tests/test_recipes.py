@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from offrl.envs.registry import D4RL_REFERENCE_RETURNS, reference_scores
 from offrl.errors import ConfigError, DataError
 from offrl.recipes import agents
 from offrl.recipes.collect import collect
-from offrl.recipes.publish import publish
+from offrl.recipes.publish import _finished_run, publish
 
 LENGTH = 200  # Pendulum-v1's time limit
 
@@ -205,6 +206,17 @@ def test_publish_refuses_unfinished_runs_and_bad_settings(published, tmp_path):
     (unfinished / "config.json").write_text((published / "sac" / "config.json").read_text())
     with pytest.raises(ConfigError, match="has not finished"):
         publish(unfinished, "pendulum")
+
+
+def test_publish_chooses_among_the_snapshots_a_packed_run_kept(published, tmp_path):
+    # A packed run keeps some snapshot files (offrl behavior pack --snapshots): publishing
+    # measures and picks among the snapshots whose files are there.
+    run = tmp_path / "run"
+    shutil.copytree(published / "sac", run)
+    for step in (200, 600):
+        (run / "snapshots" / f"step_{step:07d}.msgpack").unlink()
+    _, snapshots = _finished_run(run, "pendulum", "sac")
+    assert [s["step"] for s in snapshots] == [400, 800]
 
 
 def test_load_caches_in_minari_layout_and_ignores_partial_writes(tiny_recipes):

@@ -117,6 +117,8 @@ def publish(
         low, high = references["random_return"]["mean"], references["expert_return"]["mean"]
         target = low + (high - low) / 3
         earlier = [s for s in snapshots if s["step"] < expert["step"]]
+        if not earlier:
+            raise ConfigError(f"{run_dir}: no snapshot before the expert's to be the medium")
         near = sorted(earlier, key=lambda s: abs(s[key] - target))[:candidates]
         chosen["medium"] = best(near, lambda ret: -abs(ret - target))
         until = chosen["medium"]["step"]
@@ -158,7 +160,10 @@ def _finished_run(run_dir: Path, slug: str, role: str) -> tuple[dict, list[dict]
     env_id = recipes.ENVS[slug].env_id
     if config["env_id"] != env_id:
         raise ConfigError(f"{run_dir}: trained in {config['env_id']}, not {env_id}")
-    snapshots = read_jsonl(run_dir / SNAPSHOT_LOG)
+    # a packed and resumed run (offrl behavior pack) holds the files of only some snapshots
+    snapshots = [
+        s for s in read_jsonl(run_dir / SNAPSHOT_LOG) if snapshot_path(run_dir, s["step"]).exists()
+    ]
     if not snapshots:
         raise ConfigError(f"{run_dir}: no snapshots to publish")
     return config, snapshots
