@@ -25,7 +25,8 @@ The behaviour runs: pendulum's is remade in a few minutes by
 `offrl behavior train Pendulum-v1 --algo sac --steps 20000 --out runs/behavior/small/pendulum-sac`;
 the locomotion ones are the 1M-step runs of docs/datasets.md (runs/behavior/d4rl/ENV-sac).
 Values are cached per policy in OUT/FAMILY/TASK/values.json; a rerun computes only what is
-missing.
+missing. The values measured so far are kept in benchmarks/results/ope (a new machine starts
+from them: `cp -r benchmarks/results/ope/* runs/ope_bench/`).
 """
 
 from __future__ import annotations
