@@ -92,7 +92,7 @@ def next_rows(dataset: Dataset, rows: int | None = None) -> tuple[np.ndarray, np
     `Transitions.states`, and which rows' next observations are appended after the N
     observations. Compared in blocks of rows, so no full-size temporary is made."""
     obs, nxt, n = dataset.observations, dataset.next_observations, len(dataset)
-    rows = block_rows(obs, rows)
+    rows = block_rows(dataset.obs_dim, rows)
     same = np.zeros(n, bool)
     for start in range(0, n - 1, rows):
         stop = min(start + rows, n - 1)
@@ -115,7 +115,7 @@ def _device_states(tf: Transforms, sources, total: int, obs_dim: int, rows: int 
     donated buffer: its only full-size copy (an asarray of the whole array, then tf.obs of
     it, would make two). `sources`: host arrays whose rows fill it in order."""
     buffer, at = jnp.zeros((total, obs_dim), jnp.float32), 0
-    rows = rows or block_rows(np.empty((0, obs_dim)))
+    rows = block_rows(obs_dim, rows)
     for source in sources:
         for start in range(0, len(source), rows):
             block = jnp.asarray(source[start : start + rows], jnp.float32)

@@ -57,18 +57,19 @@ def unit_log_jacobian(low, high) -> float:
 BLOCK_ELEMENTS = 1 << 21  # a float64 temporary of a block: 16 MiB
 
 
-def block_rows(x: np.ndarray, rows: int | None = None) -> int:
-    """Rows per block of `x` for a pass over it: `rows`, or as many as BLOCK_ELEMENTS hold,
-    so that a pass's temporaries stay small whatever the row width (a 65,536-row block of
-    600 float64 columns, and the deviations and squares of it, held 0.9 GiB)."""
-    return rows or max(1, BLOCK_ELEMENTS // max(1, int(np.prod(x.shape[1:]))))
+def block_rows(width: int, rows: int | None = None) -> int:
+    """Rows per block of a pass over an array of `width` elements a row: `rows`, or as many
+    as BLOCK_ELEMENTS hold, so that a pass's temporaries stay small whatever the width (a
+    65,536-row block of 600 float64 columns, and the deviations and squares of it, held
+    0.9 GiB)."""
+    return rows or max(1, BLOCK_ELEMENTS // max(1, width))
 
 
 def column_mean_std(x: np.ndarray, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and (population) standard deviation in float64, accumulated over
     blocks of rows (`block_rows`): a float64 copy of a large dataset's observations (1M x 600
     floats: 4.8 GB, plus as much again for the deviations) is never made."""
-    n, rows = len(x), block_rows(x, rows)
+    n, rows = len(x), block_rows(int(np.prod(x.shape[1:])), rows)
     total = np.zeros(x.shape[1:], np.float64)
     for start in range(0, n, rows):
         total += x[start : start + rows].sum(axis=0, dtype=np.float64)
@@ -82,7 +83,7 @@ def column_mean_std(x: np.ndarray, rows: int | None = None) -> tuple[np.ndarray,
 
 def constant_columns(x: np.ndarray, rows: int | None = None) -> np.ndarray:
     """(obs_dim,) bool: the columns whose every value equals the first row's, in blocks."""
-    constant, rows = np.ones(x.shape[1:], bool), block_rows(x, rows)
+    constant, rows = np.ones(x.shape[1:], bool), block_rows(int(np.prod(x.shape[1:])), rows)
     for start in range(0, len(x), rows):
         constant &= (x[start : start + rows] == x[0]).all(axis=0)
     return constant
