@@ -14,6 +14,14 @@ from __future__ import annotations
 import os
 import tempfile
 
+# A crashed xdist worker: its test is run once more, and the session never hangs.
+from xdist_crash import (  # noqa: F401
+    pytest_handlecrashitem,
+    pytest_report_teststatus,
+    pytest_terminal_summary,
+    pytest_xdist_make_scheduler,
+)
+
 # Built-in datasets are cached once per test session, outside the user's cache.
 os.environ.setdefault("OFFRL_HOME", tempfile.mkdtemp(prefix="offrl-test-home-"))
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")

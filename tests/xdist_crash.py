@@ -1,0 +1,87 @@
+"""A pytest-xdist plugin: a worker that crashes costs one rerun of its test, never a hang.
+
+Why: XLA's CPU JIT registers the unwind tables of the code it compiles with libgcc, and now
+and then a worker dies in libgcc's unwinder (SIGSEGV in `classify_object_over_fdes`, seen on
+this project's machines and in CI with jaxlib 0.10.2; see README.md, Development). pytest-xdist
+3.8.0 then hangs under `--dist loadgroup`: `LoadScopeScheduling.remove_node` puts the dead
+worker's *completed* groups back on the queue as empty work units, and a replacement worker
+given one last test waits forever for a second (pytest-dev/pytest-xdist#1323, #1327, #1378;
+fixed on their main, not released). So the run sat until CI's time limit.
+
+This scheduler is `LoadGroupScheduling` with those two faults fixed, and the test a worker
+died on is run once more (it is not the test that is wrong: the crash is in native code that
+any test may reach). It is reported `RERUN`, with the worker's death, and the session ends in
+a summary line naming it; a second crash of the same test fails it.
+"""
+
+from __future__ import annotations
+
+from xdist.scheduler import LoadGroupScheduling
+
+RERUNS_AFTER_A_CRASH = 1
+
+
+class CrashTolerantGroupScheduling(LoadGroupScheduling):
+    """`--dist loadgroup`, surviving a worker's crash (see the module docstring)."""
+
+    def __init__(self, config, log=None) -> None:
+        super().__init__(config, log)
+        self.crashes: dict[str, int] = {}
+
+    def remove_node(self, node) -> str | None:
+        workload = self.assigned_work.pop(node)
+        unfinished = {
+            group: dict(unit) for group, unit in workload.items() if not all(unit.values())
+        }
+        if not unfinished:
+            return None
+        group, crashed = next(
+            (group, nodeid)
+            for group, unit in unfinished.items()
+            for nodeid, done in unit.items()
+            if not done
+        )
+        self.crashes[crashed] = self.crashes.get(crashed, 0) + 1
+        if not self.will_rerun(crashed):
+            unfinished[group][crashed] = True  # reported failed by xdist; not run again
+        for group, unit in unfinished.items():
+            if not all(unit.values()):  # only work still to do goes back on the queue
+                self.workqueue[group] = unit
+                self.workqueue.move_to_end(group, last=False)
+        for other in self.assigned_work:
+            self._reschedule(other)
+        return crashed
+
+    def will_rerun(self, nodeid: str) -> bool:
+        return self.crashes.get(nodeid, 0) <= RERUNS_AFTER_A_CRASH
+
+    def _reschedule(self, node) -> None:
+        super()._reschedule(node)
+        # A worker runs a test once it knows the next one, or that there is none: tell it
+        # there is none as soon as the queue is empty, or a replacement worker handed a
+        # single test waits forever.
+        if not self.workqueue and not node.shutting_down:
+            node.shutdown()
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") == "loadgroup":
+        return CrashTolerantGroupScheduling(config, log)
+    return None
+
+
+def pytest_handlecrashitem(crashitem, report, sched) -> None:
+    if isinstance(sched, CrashTolerantGroupScheduling) and sched.will_rerun(crashitem):
+        report.outcome = "rerun"
+        report.longrepr = f"{report.longrepr}; run again"
+
+
+def pytest_report_teststatus(report):
+    if report.outcome == "rerun":
+        return "rerun", "R", ("RERUN", {"yellow": True})
+    return None
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for report in terminalreporter.stats.get("rerun", []):
+        terminalreporter.write_line(f"RERUN {report.nodeid}: {report.longrepr}", yellow=True)
