@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TESTS_DIR = Path(__file__).parent
 
 CONFTEST = "from xdist_crash import *  # noqa: F403\n"
@@ -49,17 +51,18 @@ def run_suite(tmp_path: Path, times: int) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_crashed_test_is_run_again_and_the_session_ends(tmp_path):
-    result = run_suite(tmp_path, times=1)
+@pytest.mark.parametrize(
+    "times, returncode, summary, line",
+    [
+        (1, 0, "9 passed, 1 rerun", "RERUN test_a.py::test_dies"),
+        (2, 1, "1 failed, 8 passed, 1 rerun", "crashed while running 'test_a.py::test_dies'"),
+    ],
+    ids=["crashes-once-rerun-passes", "crashes-twice-fails"],
+)
+def test_a_crashed_test_is_run_once_more_and_the_session_ends(
+    tmp_path, times, returncode, summary, line
+):
+    result = run_suite(tmp_path, times)
     out = result.stdout + result.stderr
-    assert result.returncode == 0, out
-    assert "9 passed, 1 rerun" in out
-    assert "RERUN test_a.py::test_dies" in out
-
-
-def test_a_test_that_crashes_twice_fails_and_the_session_ends(tmp_path):
-    result = run_suite(tmp_path, times=2)
-    out = result.stdout + result.stderr
-    assert result.returncode == 1, out
-    assert "1 failed, 8 passed, 1 rerun" in out
-    assert "crashed while running 'test_a.py::test_dies'" in out
+    assert result.returncode == returncode, out
+    assert summary in out and line in out, out
