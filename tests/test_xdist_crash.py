@@ -12,7 +12,15 @@ import pytest
 
 TESTS_DIR = Path(__file__).parent
 
-CONFTEST = "from xdist_crash import *  # noqa: F403\n"
+# As in tests/conftest.py: the plugin, and a test module per xdist group.
+CONFTEST = """
+import pytest
+from xdist_crash import *  # noqa: F403
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(item.path.name))
+"""
 
 # Two groups of tests; `test_dies` kills its worker as a segfault would, `times` times.
 SUITE = """

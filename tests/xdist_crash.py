@@ -56,11 +56,14 @@ class CrashTolerantGroupScheduling(LoadGroupScheduling):
         return self.crashes.get(nodeid, 0) <= RERUNS_AFTER_A_CRASH
 
     def _reschedule(self, node) -> None:
-        super()._reschedule(node)
-        # A worker runs a test once it knows the next one, or that there is none: tell it
-        # there is none as soon as the queue is empty, or a replacement worker handed a
-        # single test waits forever.
-        if not self.workqueue and not node.shutting_down:
+        # A worker runs a test once it knows the next one, or that there is none. So a
+        # worker (a replacement above all) is given work until it holds more than one test
+        # or the queue is empty, and is then told that no more will come.
+        if node.shutting_down:
+            return
+        while self.workqueue and self._pending_of(self.assigned_work[node]) <= 2:
+            self._assign_work_unit(node)
+        if not self.workqueue:
             node.shutdown()
 
 
