@@ -1,12 +1,17 @@
-"""Shared fixtures: an isolated OFFRL_HOME for the dataset recipes, small synthetic data, and
-one JAX compilation cache for the session.
+"""Shared fixtures: an isolated OFFRL_HOME for the dataset recipes, small synthetic data.
 
 The environment is set here, before anything imports JAX, and is inherited by everything
 the session starts: pytest-xdist workers, Ray workers, CLI subprocesses. So recipe datasets
-are made once per session (recipes.load serializes concurrent makers with a file lock), and
-a program compiled by one test, worker or subprocess is read back, not compiled again, by
-the next one that builds the same program (tests build many identical chunks: the same
-algorithm at the same tiny size, trained again with another seed or after a resume).
+are made once per session (recipes.load serializes concurrent makers with a file lock).
+
+JAX's persistent compilation cache is off unless OFFRL_TEST_JAX_CACHE=1. It saved compiling
+identical programs twice, but jaxlib 0.10.2 crashes the processes that read it: loading a
+cached CPU executable (`PjRtCpuClient::LoadSerializedExecutable` -> `CpuAotLoader`) can unmap
+JIT memory whose unwind tables stay registered with libgcc, and the next C++ exception in the
+process walks them (SIGSEGV in libgcc_s `classify_object_over_fdes`). Found by tracing
+`__register_frame`/`__deregister_frame`/`munmap` over a whole test run (65 such unmappings in
+one worker, every one under that loader; none with the cache off). This killed a worker in
+CI on 2026-12-07 and twice on a session's machine.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from xdist_crash import (  # noqa: F401
 # Built-in datasets are cached once per test session, outside the user's cache.
 os.environ.setdefault("OFFRL_HOME", tempfile.mkdtemp(prefix="offrl-test-home-"))
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-if os.environ.get("OFFRL_TEST_JAX_CACHE", "1") != "0":
+if os.environ.get("OFFRL_TEST_JAX_CACHE", "0") == "1":
     os.environ.setdefault(
         "JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="offrl-test-jax-cache-")
     )

@@ -1,12 +1,12 @@
 """A pytest-xdist plugin: a worker that crashes costs one rerun of its test, never a hang.
 
-Why: XLA's CPU JIT registers the unwind tables of the code it compiles with libgcc, and now
-and then a worker dies in libgcc's unwinder (SIGSEGV in `classify_object_over_fdes`, seen on
-this project's machines and in CI with jaxlib 0.10.2; see README.md, Development). pytest-xdist
-3.8.0 then hangs under `--dist loadgroup`: `LoadScopeScheduling.remove_node` puts the dead
+Why: a worker can die in native code. One such crash is known and avoided (JAX's persistent
+compilation cache, off in tests: see tests/conftest.py); this plugin is the net for any
+other. Without it, pytest-xdist 3.8.0 may hang after a crash under `--dist loadgroup`
+(CI sat until its time limit on 2026-12-07): `LoadScopeScheduling.remove_node` puts the dead
 worker's *completed* groups back on the queue as empty work units, and a replacement worker
 given one last test waits forever for a second (pytest-dev/pytest-xdist#1323, #1327, #1378;
-fixed on their main, not released). So the run sat until CI's time limit.
+fixed on their main, not released).
 
 This scheduler is `LoadGroupScheduling` with those two faults fixed, and the test a worker
 died on is run once more (it is not the test that is wrong: the crash is in native code that
