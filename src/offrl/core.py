@@ -333,10 +333,19 @@ def adam(lr: float, cosine_decay_steps: int = 0, eps: float = 1e-8) -> optax.Gra
     return optax.adam(lr, eps=eps)
 
 
+@functools.cache
+def _shared_module(module) -> tuple[Any, Callable]:
+    """The first instance of each distinct module (flax modules compare by their fields), and
+    its compiled `init`. A bound method compares its instance by identity, so two equal
+    modules' `apply` differ, and so would the pytree structures of the states holding them:
+    every new state (another seed, a test, a resume) would compile its update again."""
+    return module, jax.jit(module.init)  # one compile instead of op-by-op
+
+
 def make_model(module, key: jax.Array, sample_inputs: tuple, tx: optax.GradientTransformation):
     """A flax TrainState (params + optimizer state) for `module`."""
-    params = jax.jit(module.init)(key, *sample_inputs)  # one compile instead of op-by-op
-    return TrainState.create(apply_fn=module.apply, params=params, tx=tx)
+    module, init = _shared_module(module)
+    return TrainState.create(apply_fn=module.apply, params=init(key, *sample_inputs), tx=tx)
 
 
 def gradient_step(
