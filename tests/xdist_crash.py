@@ -47,7 +47,6 @@ class CrashTolerantGroupScheduling(LoadGroupScheduling):
         for group, unit in unfinished.items():
             if not all(unit.values()):  # only work still to do goes back on the queue
                 self.workqueue[group] = unit
-                self.workqueue.move_to_end(group, last=False)
         for other in self.assigned_work:
             self._reschedule(other)
         return crashed
@@ -57,8 +56,8 @@ class CrashTolerantGroupScheduling(LoadGroupScheduling):
 
     def _reschedule(self, node) -> None:
         # A worker runs a test once it knows the next one, or that there is none. So a
-        # worker (a replacement above all) is given work until it holds more than one test
-        # or the queue is empty, and is then told that no more will come.
+        # worker (a replacement above all) is given work until it holds more than two tests
+        # (xdist's own threshold) or the queue is empty, and is then told that no more will come.
         if node.shutting_down:
             return
         while self.workqueue and self._pending_of(self.assigned_work[node]) <= 2:
