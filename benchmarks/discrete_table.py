@@ -20,8 +20,8 @@ One setting for every algorithm and task (no per-task tuning): 64-64 MLPs (also 
 400- and 600-input grids), batch 64, Adam 3e-4, γ = 0.99, 20k updates, targets copied every
 100 updates;
 QR-DQN and the QR head of discrete CQL use 50 quantiles instead of the Atari 200
-(sb3-contrib's QR-DQN default; at 200 the 64x200x200 pairwise quantile loss outgrows the
-CPU's cache and costs 40 ms per update, at 50 0.5 ms). BC is trained on all the data.
+(sb3-contrib's QR-DQN default, chosen when 200 cost 40 ms per update; since the blocked loss
+of docs/algos/qrdqn.md, 200 costs 4 ms at batch 256). BC is trained on all the data.
 
     python benchmarks/discrete_table.py                   # CartPole, Acrobot, LunarLander
     python benchmarks/discrete_table.py --suite minatar   # Breakout, Space Invaders
