@@ -26,7 +26,8 @@ The behaviour runs: pendulum's is remade in a few minutes by
 the locomotion ones are the 1M-step runs of docs/datasets.md (runs/behavior/d4rl/ENV-sac).
 Values are cached per policy in OUT/FAMILY/TASK/values.json; a rerun computes only what is
 missing. The values measured so far are kept in benchmarks/results/ope (a new machine starts
-from them: `cp -r benchmarks/results/ope/* runs/ope_bench/`).
+from them: `cp -r benchmarks/results/ope/* runs/ope_bench/`). Each family's figure is
+benchmarks/figures/ope_FAMILY.png.
 """
 
 from __future__ import annotations
@@ -210,8 +211,9 @@ def report(tables: dict[str, dict], out: Path) -> None:
     print(md)
     atomic_write(out / "ope.md", md.encode())
     atomic_write_json(out / "ope.json", tables)
-    figure(tables, FIGURES / "ope.png")
-    print(f"written: {out / 'ope.md'}, {out / 'ope.json'}, {FIGURES / 'ope.png'}")
+    png = FIGURES / f"ope_{out.name}.png"  # one figure per family
+    figure(tables, png)
+    print(f"written: {out / 'ope.md'}, {out / 'ope.json'}, {png}")
 
 
 def markdown(tables: dict[str, dict]) -> str:
