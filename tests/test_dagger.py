@@ -188,7 +188,6 @@ def test_cli_writes_a_run_directory_that_eval_and_load_policy_read(tmp_path, cap
     [
         (["hoper"], ["'hoper'", "pendulum"]),
         (["cartpole"], ["cartpole", "discrete"]),
-        (["ant"], ["ant", "no committed expert"]),
         (["pendulum", "--iterations", "0"], ["--iterations"]),
         (["pendulum", "--beta-decay", "1.5"], ["--beta-decay", "[0, 1]"]),
         (["pendulum", "--beta-decay", "-0.1"], ["--beta-decay"]),
@@ -201,4 +200,17 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, fragments, tmp_pa
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "dagger", *argv, "--out", str(out), "--no-progress")
     assert_one_line_error(code, err, *fragments)
+    assert not out.exists()
+
+
+def test_an_environment_without_a_committed_expert_is_refused(tmp_path, capsys, monkeypatch):
+    # Every continuous recipe environment has a published expert now (ant's since
+    # 2026-12-07), so the manifest is made to lack one.
+    from offrl.recipes import agents
+
+    full = agents.manifest()
+    monkeypatch.setattr(agents, "manifest", lambda: {k: v for k, v in full.items() if k != "ant"})
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "dagger", "ant", "--out", str(out), "--no-progress")
+    assert_one_line_error(code, err, "ant", "no committed expert")
     assert not out.exists()
