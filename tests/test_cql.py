@@ -125,15 +125,16 @@ def test_one_update_is_finite_and_moves_the_multipliers(base):
     assert not np.allclose(leaf(new.target_critic), leaf(state.target_critic))
 
 
-@pytest.mark.parametrize("lagrange", [False, True])
-def test_critic_step_in_blocks_equals_one_block(base, lagrange):
+@pytest.mark.parametrize(("lagrange", "push_up_rows"), [(False, None), (True, None), (False, 3)])
+def test_critic_step_in_blocks_equals_one_block(base, lagrange, push_up_rows):
     # critic_blocks splits the states of the critic step (speed only): the same update and
-    # metrics as one block, up to float rounding.
+    # metrics as one block, up to float rounding; COMBO's push-up on the first rows too.
     state, batch = base
-    step = jax.jit(cql.update, static_argnums=0)
+    step = jax.jit(cql.update, static_argnums=(0, 4))
     key = jax.random.PRNGKey(5)
     runs = [
-        step(config(critic_blocks=b, with_lagrange=lagrange), state, batch, key) for b in (1, 4)
+        step(config(critic_blocks=b, with_lagrange=lagrange), state, batch, key, push_up_rows)
+        for b in (1, 4)
     ]
     (one, m_one), (four, m_four) = runs
     for a, b in zip(jax.tree_util.tree_leaves(one), jax.tree_util.tree_leaves(four)):
@@ -141,7 +142,7 @@ def test_critic_step_in_blocks_equals_one_block(base, lagrange):
     for name in ("critic_loss", "cql_penalty", "q_mean", "target_mean"):
         assert float(m_four[name]) == pytest.approx(float(m_one[name]), rel=1e-5), name
     # 4 blocks of a batch of 8 states: the gcd with the batch size is what is used
-    odd = step(config(critic_blocks=3, with_lagrange=lagrange), state, batch, key)[1]
+    odd = step(config(critic_blocks=3, with_lagrange=lagrange), state, batch, key, push_up_rows)[1]
     assert float(odd["critic_loss"]) == pytest.approx(float(m_one["critic_loss"]), rel=1e-5)
 
 

@@ -67,6 +67,7 @@ class Config:
     batch_size: int = 256
     normalize_obs: bool = False
     reward_scaling: str = "none"
+    critic_blocks: int = 4  # cql's: the critic step in blocks of states (speed only)
     # The model and its rollouts (offrl.algos.mopo).
     rollout_length: int = 5
     rollout_batch_size: int = 50_000
@@ -130,7 +131,7 @@ def pretrain(cfg: Config, state: State, dataset: Dataset, key: jax.Array) -> tup
 
 # --------------------------------------------------------------------------- losses
 # The regularizer is cql.critic_loss with its push-up restricted to the dataset rows, the
-# first cfg.real_rows of the mixed minibatch (cql.cql_penalty's push_up_rows).
+# first cfg.real_rows of the mixed minibatch (cql.critic_rows' push-up weight).
 
 
 # --------------------------------------------------------------------------- update

@@ -34,7 +34,7 @@ critic's sampled actions (target and penalty) come from the actor after its step
 than before — a one-step lag, as in any sequential actor/critic update.
 The critic step takes its states in `critic_blocks` blocks (core.blocked_gradient_step):
 the loss is a mean over states, so the averaged gradient is the same up to rounding, and
-each block's activations stay in cache (speed only; COMBO's step is one block).
+each block's activations stay in cache (speed only).
 
 Defaults: the reference's Gym-MuJoCo setting (README and examples/cql_mujoco_new.py):
 policy lr 1e-4 (log α the same), Q lr 3e-4 (log α' the same), γ = 0.99, τ = 0.005,
@@ -156,6 +156,7 @@ def cql_penalty(
     temperature: float,
     importance_sampling: bool = True,
     push_up_rows: int | None = None,
+    push_up_weight: jnp.ndarray | None = None,
 ) -> jnp.ndarray:
     """E_s[T logsumexp(x / T)] - E[Q(s, a_data)], not yet weighted by α_cql.
 
@@ -163,7 +164,9 @@ def cql_penalty(
     Without importance sampling (min_q_version 2) the logsumexp runs over the raw Q-values
     of the 3N samples and the data action. The push-down (logsumexp) is over every state;
     the push-up over the first `push_up_rows` rows only when given (COMBO: the batch's
-    dataset rows, its model rows pushed down only), else over every row (CQL).
+    dataset rows, its model rows pushed down only), else over every row (CQL). The same push-up
+    as per-row weights (B,), `push_up_weight` (B / R on the first R rows, 0 after), is a mean
+    over the rows: what a block of them can take.
     """
     if importance_sampling:
         log_uniform = act_dim * jnp.log(0.5)
@@ -172,7 +175,11 @@ def cql_penalty(
     else:
         x = [q_rand, q_data[..., None], q_next_pi, q_pi]
     lse = temperature * jax.nn.logsumexp(jnp.concatenate(x, axis=-1) / temperature, axis=-1)
-    return jnp.mean(lse, axis=-1) - jnp.mean(q_data[..., :push_up_rows], axis=-1)
+    if push_up_weight is None:
+        push_up = jnp.mean(q_data[..., :push_up_rows], axis=-1)
+    else:
+        push_up = jnp.mean(push_up_weight * q_data, axis=-1)
+    return jnp.mean(lse, axis=-1) - push_up
 
 
 def _alpha_prime(log_alpha_prime: dict) -> jnp.ndarray:
@@ -190,10 +197,13 @@ def actor_loss(params, state: State, batch: Batch, cfg: Config, key: jax.Array, 
     return loss, metrics | {"actor_loss": loss}
 
 
-def critic_rows(state: State, batch: Batch, cfg: Config, key: jax.Array, alpha) -> dict:
+def critic_rows(
+    state: State, batch: Batch, cfg: Config, key: jax.Array, alpha, push_up_rows=None
+) -> dict:
     """What the critic loss needs per state, none of it differentiated: the state, its data
     action and 3N penalty actions (B, 1 + 3N, |A|), the policy samples' log-densities (B, N)
-    each, and the TD target (B,)."""
+    each, the TD target (B,), and the push-up's weight (B,): on the first `push_up_rows` rows
+    (COMBO's dataset part of a mixed batch), or on all (None: CQL)."""
     (b, act_dim), n = batch.act.shape, cfg.num_sampled_actions
     k_next, k_rand, k_pi, k_next_pi = jax.random.split(key, 4)
     policy = lambda obs: state.actor.apply_fn(state.actor.params, obs)  # noqa: E731
@@ -217,19 +227,21 @@ def critic_rows(state: State, batch: Batch, cfg: Config, key: jax.Array, alpha) 
         next_q = state.critic.apply_fn(state.target_critic, batch.next_obs, next_act).min(0)
         if cfg.backup_entropy:
             next_q = next_q - alpha * next_logp
+    pushed_up = push_up_rows or b
     rows = {
         "obs": batch.obs,
         "acts": jnp.concatenate([batch.act[:, None], rand, pi, next_pi], axis=1),
         "logp_pi": logp_pi,
         "logp_next_pi": logp_next_pi,
         "target": td_target(batch, next_q, cfg.discount),
+        "push_up_weight": jnp.where(jnp.arange(b) < pushed_up, b / pushed_up, 0.0),
     }
     return jax.lax.stop_gradient(rows)
 
 
-def critic_loss_on_rows(params, rows: dict, state: State, cfg: Config, push_up_rows=None):
-    """TD on every row plus α_cql · cql_penalty (push-up on the first `push_up_rows` rows:
-    COMBO's dataset part of a mixed batch; None: all, CQL). A mean over the rows' states."""
+def critic_loss(params, rows: dict, state: State, cfg: Config):
+    """TD on every row plus α_cql · cql_penalty, on critic_rows' rows: a mean over their
+    states, so a block of them gives its share."""
     b, samples, act_dim = rows["acts"].shape
     # One critic pass over the data action and the 3N samples of every state: (2, B, 1 + 3N).
     obs = jnp.broadcast_to(rows["obs"][:, None], (b, samples, rows["obs"].shape[-1]))
@@ -248,7 +260,7 @@ def critic_loss_on_rows(params, rows: dict, state: State, cfg: Config, push_up_r
         act_dim,
         cfg.temperature,
         cfg.importance_sampling,
-        push_up_rows,
+        push_up_weight=rows["push_up_weight"],
     )
     penalty = cfg.cql_alpha * gap  # (2,)
     if cfg.with_lagrange:
@@ -268,14 +280,6 @@ def critic_loss_on_rows(params, rows: dict, state: State, cfg: Config, push_up_r
     }
 
 
-def critic_loss(
-    params, state: State, batch: Batch, cfg: Config, key: jax.Array, alpha, push_up_rows=None
-):
-    """The critic loss on the whole batch (critic_rows, then critic_loss_on_rows)."""
-    rows = critic_rows(state, batch, cfg, key, alpha)
-    return critic_loss_on_rows(params, rows, state, cfg, push_up_rows)
-
-
 def alpha_prime_loss(log_alpha_prime, penalty: jnp.ndarray, cfg: Config):
     """Dual step on α' for the constraint penalty <= τ: -α' (P - τ), P held constant."""
     alpha_prime = _alpha_prime(log_alpha_prime)
@@ -293,12 +297,10 @@ def update(
     actor, m_actor = gradient_step(state.actor, actor_loss, state, batch, cfg, k_pi, alpha)
     state = state.replace(actor=actor)
     # 3. critics: TD + conservative penalty (weighted by the current α' when Lagrange), in
-    # blocks of states (COMBO's push-up covers only some rows: one block)
-    rows = critic_rows(state, batch, cfg, k_critic, alpha)
-    blocks = 1 if push_up_rows is not None else math.gcd(len(batch.rew), cfg.critic_blocks)
-    critic, m_critic = blocked_gradient_step(
-        state.critic, critic_loss_on_rows, rows, blocks, state, cfg, push_up_rows
-    )
+    # blocks of states
+    rows = critic_rows(state, batch, cfg, k_critic, alpha, push_up_rows)
+    blocks = math.gcd(len(batch.rew), cfg.critic_blocks)
+    critic, m_critic = blocked_gradient_step(state.critic, critic_loss, rows, blocks, state, cfg)
     state = state.replace(critic=critic)
     if cfg.with_lagrange:  # 4. α' on the penalty just measured
         log_alpha_prime, m_lagrange = gradient_step(
