@@ -270,8 +270,12 @@ def update_matmuls(name: str, cfg) -> Matmuls | None:
             policy_freq = 1).
     fqe:    td3's critic step without its target actor (π(s') is precomputed): 2 target Qs
             on (s', π(s')), 2 Qs trained on (s, a).
+    The discrete algorithms: discrete_update_matmuls.
     None where there is no hand count (dt's is in analytic_flops: attention is batched).
     """
+    discrete = discrete_update_matmuls(name, cfg)
+    if discrete is not None:
+        return discrete
     b, o, a = cfg.batch_size, OBS_DIM, ACT_DIM
     q_in = o + a
     mlp = mlp_matmuls
@@ -299,6 +303,41 @@ def update_matmuls(name: str, cfg) -> Matmuls | None:
         )
         return total(actor, critic)
     return None
+
+
+Q_LEARNERS = ("dqn", "ddqn", "fqi", "qrdqn", "rem", "ensemble_dqn", "cql_discrete")
+
+
+def discrete_update_matmuls(name: str, cfg) -> Matmuls | None:
+    """The discrete algorithms' matmuls at their sizes (obs 8, 4 actions), batch B:
+
+    bc_discrete, filtered_bc_discrete: the policy trained on B states.
+    dqn, ddqn, fqi, cql_discrete: Q trained on s, the target Q on s', and with `double` the
+            online Q on s' too (it picks a'). CQL's log-sum-exp penalty is no matmul work.
+    qrdqn, rem, ensemble_dqn (and cql_discrete's "qr" head): the same, with n·N (n·K)
+            outputs in the last layer. The (B, N, N) quantile Huber terms and REM's mixture
+            are elementwise work and not counted.
+    bcq_discrete, spibb: Q trained on s, the target Q and the online Q on s' (the online
+            one picks a' among the allowed), the behaviour net G (π̂_b) on s' and trained
+            on s.
+    None for the rest.
+    """
+    if name not in (*Q_LEARNERS, "bc_discrete", "filtered_bc_discrete", "bcq_discrete", "spibb"):
+        return None
+    b, o, n = cfg.batch_size, DISCRETE_OBS_DIM, NUM_ACTIONS
+    mlp = mlp_matmuls
+    if name in ("bc_discrete", "filtered_bc_discrete"):
+        return mlp(b, o, n, "train")
+    if name in ("bcq_discrete", "spibb"):
+        forwards = 3 if getattr(cfg, "double", True) else 2  # Q', G, (Q) on s'
+        trained = total(mlp(b, o, n, "train"), times=2)  # Q and G
+        return total(trained, total(mlp(b, o, n), times=forwards))
+    heads = getattr(cfg, "num_quantiles", getattr(cfg, "num_heads", 1))
+    if name == "cql_discrete" and cfg.head != "qr":
+        heads = 1
+    out = n * heads if name in ("qrdqn", "rem", "ensemble_dqn", "cql_discrete") else n
+    nexts = 2 if getattr(cfg, "double", False) else 1
+    return total(mlp(b, o, out, "train"), total(mlp(b, o, out), times=nexts))
 
 
 def analytic_flops(name: str, cfg) -> float:

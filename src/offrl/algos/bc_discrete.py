@@ -31,7 +31,7 @@ from offrl.core import Batch, Metrics, Spec, adam, gradient_step, greedy, make_m
 from offrl.data.transforms import Transforms
 from offrl.nets.discrete import DiscreteQNet
 
-__all__ = ["Config", "State", "act", "cross_entropy_loss", "init", "update"]
+__all__ = ["Config", "State", "act", "cross_entropy_loss", "init", "logits_cross_entropy", "update"]
 
 action_kind = "discrete"
 
@@ -60,9 +60,13 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
 
 
 def cross_entropy_loss(params, apply_fn, batch: Batch) -> tuple[jnp.ndarray, Metrics]:
-    logits = apply_fn(params, batch.obs)
-    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch.act))
-    accuracy = jnp.mean(greedy(logits) == batch.act)
+    return logits_cross_entropy(apply_fn(params, batch.obs), batch.act)
+
+
+def logits_cross_entropy(logits: jnp.ndarray, act: jnp.ndarray) -> tuple[jnp.ndarray, Metrics]:
+    """Mean cross-entropy of the actions `act` (B,) under `logits` (B, n), and the accuracy."""
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, act))
+    accuracy = jnp.mean(greedy(logits) == act)
     return loss, {"bc_loss": loss, "accuracy": accuracy}
 
 

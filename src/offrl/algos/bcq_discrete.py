@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
-from offrl.algos.bc_discrete import cross_entropy_loss
+from offrl.algos.bc_discrete import logits_cross_entropy
 from offrl.algos.dqn import q_network
 from offrl.core import (
     Batch,
@@ -155,8 +155,9 @@ def q_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray
 
 def imitation_loss(params, apply_fn, batch: Batch, logit_l2: float) -> tuple[jnp.ndarray, Metrics]:
     """Cross-entropy of the data's actions (discrete BC's loss) + λ mean(g_ω(s)²)."""
-    bc_loss, metrics = cross_entropy_loss(params, apply_fn, batch)
-    penalty = jnp.mean(apply_fn(params, batch.obs) ** 2)
+    logits = apply_fn(params, batch.obs)  # once: both terms' gradients flow through it
+    bc_loss, metrics = logits_cross_entropy(logits, batch.act)
+    penalty = jnp.mean(logits**2)
     loss = bc_loss + logit_l2 * penalty
     return loss, {"imitation_loss": bc_loss, "imitation_accuracy": metrics["accuracy"]}
 
