@@ -11,8 +11,9 @@ from helpers import constant_dynamics, random_dataset
 
 from offrl import dynamics, training
 from offrl.algos import mopo
-from offrl.core import Batch, RingBuffer
+from offrl.core import Batch, RingBuffer, sample, spec_from_dataset, to_device
 from offrl.data import io
+from offrl.data.transforms import make_transforms
 from offrl.errors import ConfigError
 
 TINY = dynamics.DynamicsConfig(num_members=3, num_elites=2, hidden=(4,), weight_decay=(0, 0))
@@ -105,3 +106,27 @@ def test_a_trained_model_is_loaded_not_refitted(tmp_path):
 
 def _tiny_fields() -> dict:
     return {"num_members": 3, "num_elites": 2, "hidden": (4,), "weight_decay": (0.0, 0.0)}
+
+
+def test_rollouts_run_on_every_rollout_every_th_update():
+    """rollout_every = 3: updates 0 and 3 add branches_per_rollout · h rows, the others none
+    (and report no rollout metrics)."""
+    data = random_dataset(200, 3, 1, seed=4)
+    cfg = mopo.Config(
+        hidden=(8,), batch_size=16, rollout_batch_size=4000, rollout_freq=1000,
+        rollout_length=2, rollout_every=3, model_retain_epochs=1,
+    )  # fmt: skip
+    assert cfg.branches_per_rollout == 12
+    tf = make_transforms(data, normalize_obs=False)
+    state = mopo.init(cfg, spec_from_dataset(data, tf), jax.random.key(0))
+    model = constant_dynamics(TINY, 3, 1, jnp.zeros(4), jnp.full(4, FLOOR))
+    state = state.replace(model=model)
+    batch = sample(to_device(data, tf), jax.random.key(1), cfg.batch_size)
+    step = jax.jit(lambda s, k: mopo.update(cfg, s, batch, k))
+    sizes, reported = [], []
+    for i in range(5):
+        state, metrics = step(state, jax.random.key(i))
+        sizes.append(int(state.buffer.size))
+        reported.append(bool(np.isfinite(metrics["rollout_valid"])))
+    assert sizes == [24, 24, 24, 48, 48]
+    assert reported == [True, False, False, True, False]

@@ -15,18 +15,19 @@ the last `model_retain_epochs` × `rollout_freq` updates' worth.
 Policy: SAC (offrl.algos.sac: twin Q, entropy tuning, its update order) on minibatches of
 `real_ratio` · B dataset rows and the rest from the model buffer.
 
-Update order per step: (1) branches of h steps from the first `rollout_batch_size /
-rollout_freq` states of the real minibatch (its rows again, in order, if it has fewer), with
-the current actor, into the buffer;
+Update order per step: (1) on every `rollout_every`-th update, branches of h steps from the
+first rollout_every · rollout_batch_size / rollout_freq states of the real minibatch (its rows
+again, in order, if it has fewer), with the current actor, into the buffer;
 (2) the mixed minibatch; (3) SAC's α, actor, critic, target steps on it.
 Defaults: OfflineRL-Kit's MOPO script — actor lr 1e-4, critic lr 3e-4, 256-256, γ 0.99,
 τ 0.005, learned α, real_ratio 0.05, rollout_batch_size 50k every rollout_freq = 1000
 updates, model_retain_epochs 5, h = 5, λ = 2.5 (its defaults), with its per-dataset (h, λ)
 for D4RL's locomotion datasets as TASK_DEFAULTS (a fresh run on hopper-medium takes (5, 5.0)).
-Deviations: MOPO rolls out 50k branches every 1000 updates; offrl rolls out 50 every update
+Deviations: MOPO rolls out 50k branches every 1000 updates; offrl rolls out 250 every 5
 (the same number of model transitions per update, the same buffer, one compiled step with
-no periodic spike; each branch uses the actor of its own update rather than one up to 1000
-updates old). The buffer then holds 250 × 5000 = 1.25M transitions and is part of every
+no host round trip; each branch uses an actor at most 4 updates old rather than up to 1000;
+5 · 50 start rows fit a 256-row minibatch, and 250-row model steps run 1.5× faster per row
+than 50-row ones). The buffer then holds 250 × 5000 = 1.25M transitions and is part of every
 checkpoint (~135 MB for Hopper). The model's states are raw observations; the SAC nets
 see them through the run's transforms as everywhere else.
 """
@@ -69,6 +70,9 @@ class Config:
     rollout_batch_size: int = 50_000  # branches per rollout_freq updates
     rollout_freq: int = 1000
     model_retain_epochs: int = 5  # the buffer keeps this many rollout_freq periods
+    # offrl's schedule: a rollout every `rollout_every` updates, of that many updates'
+    # branches (5 × 50 = 250 start rows, distinct rows of a 256-row minibatch)
+    rollout_every: int = 5
     real_ratio: float = 0.05  # fraction of each minibatch from the dataset
     dynamics: str | None = None  # an `offrl model train` directory; None: fitted in pretrain
     dynamics_epochs: int = 0  # max epochs of that fit; 0: until early stopping
@@ -76,6 +80,10 @@ class Config:
     @property
     def branches_per_update(self) -> int:
         return max(1, self.rollout_batch_size // self.rollout_freq)
+
+    @property
+    def branches_per_rollout(self) -> int:
+        return self.branches_per_update * self.rollout_every
 
     @property
     def buffer_capacity(self) -> int:
@@ -120,8 +128,10 @@ class State:
 def check(cfg: Config) -> None:
     if not 0.0 <= cfg.real_ratio <= 1.0:
         raise ValueError(f"real_ratio must be in [0, 1], got {cfg.real_ratio}")
-    if min(cfg.rollout_length, cfg.rollout_freq, cfg.model_retain_epochs) < 1:
-        raise ValueError("rollout_length, rollout_freq and model_retain_epochs must be >= 1")
+    if min(cfg.rollout_length, cfg.rollout_freq, cfg.model_retain_epochs, cfg.rollout_every) < 1:
+        raise ValueError(
+            "rollout_length, rollout_freq, model_retain_epochs and rollout_every must be >= 1"
+        )
 
 
 def sac_config(cfg: Config) -> sac.Config:
@@ -186,22 +196,29 @@ def mixed_batch(cfg: Config, real: Batch, model_rows: Batch) -> Batch:
 
 
 def rollout_and_mix(cfg, state, batch: Batch, keys: tuple[jax.Array, jax.Array], reward_fn):
-    """Steps (1) and (2) of the update, shared by MOPO, MOReL and COMBO: this update's
-    branches into the buffer, then the mixed minibatch (keys: rollout, buffer sample).
-    Returns (state, batch, metrics)."""
+    """Steps (1) and (2) of the update, shared by MOPO, MOReL and COMBO: on every
+    rollout_every-th update the branches into the buffer, then the mixed minibatch (keys:
+    rollout, buffer sample). Returns (state, batch, metrics); the rollout's metrics are NaN
+    on the updates without one (the chunk's means skip them)."""
     k_roll, k_sample = keys
-    rows_of = jnp.arange(cfg.branches_per_update) % batch.obs.shape[0]  # repeats if B is small
-    starts = raw_obs(state.tf, batch.obs[rows_of])
-    rows, valid = dynamics.branched_rollout(
-        state.model, rollout_policy(state), starts, k_roll, cfg.rollout_length, reward_fn
-    )
-    buffer = state.buffer.add(to_nets(state.tf, rows), valid)
+
+    def rollout(buffer: RingBuffer):
+        rows_of = jnp.arange(cfg.branches_per_rollout) % batch.obs.shape[0]  # repeats if B is small
+        starts = raw_obs(state.tf, batch.obs[rows_of])
+        rows, valid = dynamics.branched_rollout(
+            state.model, rollout_policy(state), starts, k_roll, cfg.rollout_length, reward_fn
+        )
+        stats = {"model_reward": jnp.mean(rows.rew, where=valid), "rollout_valid": jnp.mean(valid)}
+        return buffer.add(to_nets(state.tf, rows), valid), stats
+
+    def no_rollout(buffer: RingBuffer):
+        nan = jnp.full((), jnp.nan, jnp.float32)
+        return buffer, {"model_reward": nan, "rollout_valid": nan}
+
+    due = state.step % cfg.rollout_every == 0
+    buffer, metrics = jax.lax.cond(due, rollout, no_rollout, state.buffer)
     model_rows = buffer.sample(k_sample, cfg.batch_size - cfg.real_rows)
-    metrics = {
-        "model_reward": jnp.mean(rows.rew, where=valid),
-        "rollout_valid": jnp.mean(valid),
-        "buffer_size": buffer.size.astype(jnp.float32),
-    }
+    metrics = metrics | {"buffer_size": buffer.size.astype(jnp.float32)}
     return state.replace(buffer=buffer), mixed_batch(cfg, batch, model_rows), metrics
 
 

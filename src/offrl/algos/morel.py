@@ -62,6 +62,7 @@ class Config:
     rollout_batch_size: int = 50_000
     rollout_freq: int = 1000
     model_retain_epochs: int = 5
+    rollout_every: int = 5
     real_ratio: float = 0.05
     dynamics: str | None = None
     dynamics_epochs: int = 0
@@ -71,6 +72,7 @@ class Config:
     threshold_rows: int = 100_000  # dataset rows the threshold's maximum is taken over
 
     branches_per_update = mopo.Config.branches_per_update
+    branches_per_rollout = mopo.Config.branches_per_rollout
     buffer_capacity = mopo.Config.buffer_capacity
     real_rows = mopo.Config.real_rows
 
