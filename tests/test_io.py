@@ -243,6 +243,11 @@ def test_minari_errors(tmp_path):
         f["episode_1/observations"] = obs[:1]
     msg = one_line_error(io.read, target)
     assert "episode_1" in msg and "'observations'" in msg and "expected 2" in msg
+    with h5py.File(target / "data" / "main_data.hdf5", "a") as f:  # right rows, too wide
+        del f["episode_1/observations"]
+        f["episode_1/observations"] = np.zeros((obs.shape[0], obs.shape[1] + 1), np.float32)
+    msg = one_line_error(io.read, target)
+    assert "episode_1" in msg and "'observations'" in msg
     (target / "data" / "metadata.json").unlink()
     msg = one_line_error(io.read_minari, target)
     assert "metadata.json" in msg

@@ -15,9 +15,9 @@ import pytest
 from helpers import constant_dynamics, random_dataset, random_discrete_dataset
 
 from offrl import dynamics, ope
-from offrl.data.dataset import Dataset
+from offrl.data.dataset import COLUMNS, Dataset
 from offrl.errors import ConfigError, DataError
-from offrl.ope import behavior, dr, importance
+from offrl.ope import behavior, dr, episodes, importance
 from offrl.ope.episodes import Trajectories
 
 GAMMA = 0.9
@@ -316,6 +316,46 @@ def test_split_episodes_is_episode_wise():
     assert (train.num_episodes, held.num_episodes) == (8, 2)
     assert len(train) + len(held) == len(ds)
     assert all(held.episode_lengths() == 20)
+
+
+def test_split_in_place_equals_the_copying_split_and_reuses_the_arrays():
+    """Episodes of unequal lengths, the last one open (no timeout): the in-place split's
+    train part is the copying split's, held in the dataset's own (overwritten) arrays."""
+    ds = random_dataset(n=230, episode_len=20)
+    ds = ds.replace(behavior_log_probs=np.arange(230, dtype=np.float32))
+    ds.timeouts[[5, 47]] = True  # episodes of 6, 14, 20, ... rows
+    want_train, want_held = ope.split_episodes(ds, 0.3, seed=1)
+    names = (*COLUMNS, "behavior_log_probs")
+    copy = ds.replace(**{c: getattr(ds, c).copy() for c in names})  # arrays of its own
+    train, held = ope.split_episodes(copy, 0.3, seed=1, in_place=True)
+    for name in names:
+        np.testing.assert_array_equal(getattr(train, name), getattr(want_train, name))
+        np.testing.assert_array_equal(getattr(held, name), getattr(want_held, name))
+    assert np.shares_memory(train.observations, copy.observations)
+    assert train.num_episodes == want_train.num_episodes
+
+
+def test_compact_rows_moves_rows_forward_in_small_blocks():
+    arr = np.arange(40.0).reshape(20, 2)
+    rows = np.array([1, 2, 3, 7, 8, 12, 13, 14, 15, 19])
+    want = arr[rows].copy()
+    out = episodes.compact_rows(arr, rows, block=2)
+    np.testing.assert_array_equal(out, want)
+    assert np.shares_memory(out, arr) and out.shape == (10, 2)
+
+
+def test_compact_columns_copies_columns_that_share_a_buffer():
+    """observations and next_observations as views of one buffer (as a chained synthetic
+    dataset makes them): moving one in place would corrupt the other, so both are copied."""
+    ds = random_dataset(n=40, episode_len=10)
+    chain = np.concatenate([ds.observations, ds.next_observations[-1:]])
+    ds = ds.replace(observations=chain[:-1], next_observations=chain[1:])
+    rows = np.arange(10, 40)
+    want = {c: getattr(ds, c)[rows].copy() for c in ("observations", "next_observations")}
+    cols = episodes.compact_columns(ds, rows)
+    for name, value in want.items():
+        np.testing.assert_array_equal(cols[name], value)
+        assert not np.shares_memory(cols[name], chain)
 
 
 def test_estimator_names():

@@ -119,31 +119,63 @@ def _device_states(tf: Transforms, sources, total: int, obs_dim: int, rows: int 
     for source in sources:
         for start in range(0, len(source), rows):
             block = jnp.asarray(source[start : start + rows], jnp.float32)
-            buffer = _write_rows(buffer, tf, block, jnp.int32(at))
+            # Waited for, so that one block at a time is on its way (asynchronous dispatch
+            # let dozens pile up: +0.13 GiB for a 250k x 600 dataset).
+            buffer = _write_rows(buffer, tf, block, jnp.int32(at)).block_until_ready()
             at += block.shape[0]
     return buffer
 
 
-def to_device_transitions(dataset: Dataset, tf: Transforms, extra: dict | None = None):
-    """The whole dataset, transformed once, on device as Transitions (see there)."""
-    if dataset.discrete:
-        act = jnp.asarray(dataset.actions[:, 0], jnp.int32)
-    else:
-        act = jnp.clip(tf.action_to_unit(jnp.asarray(dataset.actions, jnp.float32)), -1.0, 1.0)
-    next_row, appended = next_rows(dataset)
-    appended_obs = _Rows(dataset.next_observations, appended)
-    n = len(dataset)
-    return Transitions(
-        states=_device_states(
-            tf, (dataset.observations, appended_obs), n + appended.size, dataset.obs_dim
-        ),
-        next_row=jnp.asarray(next_row),
-        act=act,
-        rew=tf.reward(jnp.asarray(dataset.rewards, jnp.float32)),
-        # Timeouts are not terminals: the target still bootstraps through them.
-        done=jnp.asarray(dataset.terminals, jnp.float32),
-        extra={k: jnp.asarray(v, jnp.float32) for k, v in (extra or {}).items()},
-    )
+@dataclasses.dataclass(frozen=True)
+class HostTransitions:
+    """What the device copy of a dataset is made from, on the host, with one copy of the
+    observations: the next observations reduced to the rows that are not the next row's
+    (`next_rows`). Holding this instead of the Dataset lets the Dataset's next_observations
+    go before the device copy is made (issue 20: peak memory)."""
+
+    observations: np.ndarray  # (N, obs_dim)
+    next_row: np.ndarray  # (N,) int32 index into the device states
+    appended: np.ndarray | _Rows  # (M, obs_dim): the next observations after the N rows
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminals: np.ndarray
+    discrete: bool
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> HostTransitions:
+        next_row, appended = next_rows(dataset)
+        # Copied out when few (each episode's last), else read from the full array when the
+        # device copy is made (data whose next observations are seldom the next row's).
+        few = appended.size <= len(dataset) // 8
+        nxt = dataset.next_observations
+        return cls(
+            observations=dataset.observations,
+            next_row=next_row,
+            appended=nxt[appended] if few else _Rows(nxt, appended),
+            actions=dataset.actions,
+            rewards=dataset.rewards,
+            terminals=dataset.terminals,
+            discrete=dataset.discrete,
+        )
+
+    def to_device(self, tf: Transforms, extra: dict | None = None) -> Transitions:
+        """Transformed once, on device (see Transitions)."""
+        if self.discrete:
+            act = jnp.asarray(self.actions[:, 0], jnp.int32)
+        else:
+            act = jnp.clip(tf.action_to_unit(jnp.asarray(self.actions, jnp.float32)), -1.0, 1.0)
+        n, obs_dim = self.observations.shape
+        return Transitions(
+            states=_device_states(
+                tf, (self.observations, self.appended), n + len(self.appended), obs_dim
+            ),
+            next_row=jnp.asarray(self.next_row),
+            act=act,
+            rew=tf.reward(jnp.asarray(self.rewards, jnp.float32)),
+            # Timeouts are not terminals: the target still bootstraps through them.
+            done=jnp.asarray(self.terminals, jnp.float32),
+            extra={k: jnp.asarray(v, jnp.float32) for k, v in (extra or {}).items()},
+        )
 
 
 class _Rows:
@@ -159,15 +191,31 @@ class _Rows:
         return self.array[self.index[part]]
 
 
+def to_device_transitions(dataset: Dataset, tf: Transforms, extra: dict | None = None):
+    """The whole dataset, transformed once, on device as Transitions (see there)."""
+    return HostTransitions.of(dataset).to_device(tf, extra)
+
+
 def algorithm_data(algo, cfg, dataset: Dataset, tf: Transforms) -> Transitions | Trajectories:
     """The device data the algorithm's updates sample from: `to_device_transitions` plus the extra
     columns it declares (optional hook `extra_columns(cfg, dataset, tf) -> dict[str,
     np.ndarray]`, one row per transition), or, for `batch_kind = "trajectories"`,
     `to_device_trajectories`."""
+    return take_algorithm_data(algo, cfg, [dataset], tf)
+
+
+def take_algorithm_data(algo, cfg, host: list[Dataset], tf: Transforms):
+    """`algorithm_data` of the one dataset in `host`, which it empties. Once the dataset is
+    reduced to HostTransitions its last reference goes (when the caller holds no other), so
+    the next observations it alone held are freed before the device copy is made."""
+    dataset = host.pop()
     if batch_kind(algo) == "trajectories":
         return to_device_trajectories(dataset, tf)
     columns = getattr(algo, "extra_columns", None)
-    return to_device_transitions(dataset, tf, columns(cfg, dataset, tf) if columns else None)
+    extra = columns(cfg, dataset, tf) if columns else None
+    compact = HostTransitions.of(dataset)
+    del dataset
+    return compact.to_device(tf, extra)
 
 
 BATCH_KINDS = ("transitions", "trajectories")

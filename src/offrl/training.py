@@ -29,12 +29,12 @@ from offrl.algos import get_algo, make_algo_config
 from offrl.atomic import atomic_write_json, truncate_jsonl
 from offrl.core import (
     Spec,
-    algorithm_data,
     chunk_metrics,
     make_seed_group_chunk,
     make_update_chunk,
     spec_from_dataset,
     stack_states,
+    take_algorithm_data,
     training_rows,
     unstack_state,
 )
@@ -177,11 +177,10 @@ def train(
         dict(ope_config or {}),
         task_defaults,
     )
-    (run,), cfg, data, evaluator = _prepare(
+    (run,), cfg, host, evaluator = _prepare(
         algo, dataset, steps, [seed], [Path(out)], overrides, options
     )
-    trainer = _Trainer([run], cfg, data, evaluator, [Path(out)], progress, callback)
-    del data  # the updates read the device copy: the host arrays can go
+    trainer = _Trainer([run], cfg, host, evaluator, [Path(out)], progress, callback)
     summaries = trainer.run(started)
     if trainer.members[0].error is not None:
         raise trainer.members[0].error
@@ -232,9 +231,8 @@ def train_seeds(
         dict(ope_config or {}),
         task_defaults,
     )
-    runs, cfg, data, evaluator = _prepare(algo, dataset, steps, seeds, paths, overrides, options)
-    trainer = _Trainer(runs, cfg, data, evaluator, paths, progress, callback)
-    del data  # the updates read the device copy: the host arrays can go
+    runs, cfg, host, evaluator = _prepare(algo, dataset, steps, seeds, paths, overrides, options)
+    trainer = _Trainer(runs, cfg, host, evaluator, paths, progress, callback)
     return trainer.run(started)
 
 
@@ -255,7 +253,9 @@ class _Options:
 
 def _prepare(algo, dataset, steps, seeds, outs, overrides, opt: _Options):
     """Check the arguments, make (or reopen) each run directory and write its config.json.
-    Returns the RunConfigs, the algorithm Config and the dataset (loaded once for all)."""
+    Returns the RunConfigs, the algorithm Config, the dataset (loaded once for all) in a
+    one-item list that `_Trainer` empties (so that no caller's frame keeps the host arrays
+    alive once they are on the device), and the evaluator."""
     if (
         (steps <= 0 and not opt.resume)
         or opt.eval_every <= 0
@@ -300,7 +300,7 @@ def _prepare(algo, dataset, steps, seeds, outs, overrides, opt: _Options):
     data, evaluator = _evaluation(runs[0], data, cfg)
     for run, out in zip(runs, outs):
         atomic_write_json(out / CONFIG_FILE, dataclasses.asdict(run))
-    return runs, cfg, data, evaluator
+    return runs, cfg, [data], evaluator
 
 
 def _with_task_defaults(run: RunConfig, data: Dataset) -> RunConfig:
@@ -327,7 +327,9 @@ def _evaluation(run: RunConfig, data: Dataset, cfg):
             f"{run.dataset}: names no environment, so evaluation is off-policy on held-out "
             f"episodes; holdout must be in (0, 1), got {run.holdout}"
         )
-    train_part, heldout = ope.split_episodes(data, run.holdout, seed=0)
+    # In place: the dataset was loaded for this run alone, so the training rows are moved
+    # to the front of its own arrays instead of copied (issue 20: peak memory).
+    train_part, heldout = ope.split_episodes(data, run.holdout, seed=0, in_place=True)
     discount = getattr(cfg, "discount", 0.99)
     config = ope.config_from_overrides(run.ope_config)
     return train_part, OPEEvaluator(heldout, tuple(run.ope_estimators), discount, config)
@@ -536,7 +538,10 @@ class _Member:
 class _Trainer:
     """Runs the chunks of updates for one seed, or for several stacked in one program."""
 
-    def __init__(self, runs, cfg, data: Dataset, evaluator, outs, progress: bool, callback):
+    def __init__(self, runs, cfg, host: list[Dataset], evaluator, outs, progress: bool, callback):
+        """Takes the dataset out of `host`: the device copy is made from its only reference,
+        so the host arrays go as soon as they are on the device (issue 20)."""
+        data = host.pop()
         self.cfg, self.progress, self.callback = cfg, progress, callback
         self.run_cfg = runs[0]
         self.algo = get_algo(self.run_cfg.algo)
@@ -556,7 +561,9 @@ class _Trainer:
                 f"seeds trained together were checkpointed at different steps {sorted(steps)}; "
                 "resume them one by one"
             )
-        self.device_data = algorithm_data(self.algo, cfg, data, tf)
+        host.append(data)
+        del data
+        self.device_data = take_algorithm_data(self.algo, cfg, host, tf)
         self.chunks: dict[tuple[int, int], Any] = {}  # (updates, live seeds) -> compiled
 
     @property

@@ -273,10 +273,11 @@ def read_minari(path: str | os.PathLike) -> Dataset:
     num_actions = _discrete_actions(act_space, meta_file)
 
     h5_path = data_dir / "main_data.hdf5"
-    cols: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS}
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in COLUMNS if c not in _OBS_COLUMNS}
     log_probs: list[np.ndarray | None] = []
     with _open_h5(h5_path) as f:
         names = _episode_names(f, meta, h5_path)
+        observations = _EpisodeRows(sum(_steps_hint(f[ep]) for ep in names))
         for ep in names:
             group = f[ep]
             if not isinstance(group, h5py.Group):
@@ -302,8 +303,7 @@ def read_minari(path: str | os.PathLike) -> Dataset:
                         f"{src}: field '{key}': {arr.shape[0]} rows, expected {steps} "
                         "(one per action)"
                     )
-            cols["observations"].append(obs[:-1])
-            cols["next_observations"].append(obs[1:])
+            observations.add(obs, f"{src}: field 'observations'")
             cols["actions"].append(act)
             cols["rewards"].append(rew)
             cols["terminals"].append(term)
@@ -311,7 +311,7 @@ def read_minari(path: str | os.PathLike) -> Dataset:
             log_probs.append(_episode_log_probs(group, steps, src))
     if not names:
         raise DataError(f"{h5_path}: no episodes (expected groups episode_0, episode_1, ...)")
-    arrays = {c: np.concatenate(v) for c, v in cols.items()}
+    arrays = {c: np.concatenate(v) for c, v in cols.items()} | observations.columns()
     arrays[LOG_PROBS] = _joined_log_probs(log_probs, names, h5_path)
 
     offrl_meta = meta.get("offrl") if isinstance(meta.get("offrl"), dict) else {}
@@ -335,6 +335,51 @@ def read_minari(path: str | os.PathLike) -> Dataset:
         metadata=metadata,
         num_actions=num_actions,
     )
+
+
+_OBS_COLUMNS = ("observations", "next_observations")
+
+
+def _steps_hint(group) -> int:
+    """An episode's transitions as its rewards' length says, without reading them (0 where
+    that is not a 1-D dataset: the episode's own checks then report it)."""
+    rewards = group.get("rewards") if isinstance(group, h5py.Group) else None
+    return int(rewards.shape[0]) if isinstance(rewards, h5py.Dataset) and rewards.ndim else 0
+
+
+class _EpisodeRows:
+    """observations and next_observations of a Minari file, written episode by episode into
+    arrays of the final size (issue 20: lists of episodes then np.concatenate held every
+    observation twice)."""
+
+    def __init__(self, total: int):
+        self.total, self.at = total, 0
+        self.obs: np.ndarray | None = None
+        self.next: np.ndarray | None = None
+
+    def add(self, episode_obs: np.ndarray, src: str) -> None:
+        """An episode's T + 1 observations: rows 0..T-1 and 1..T."""
+        steps = episode_obs.shape[0] - 1
+        if self.obs is None:
+            shape = (self.total, *episode_obs.shape[1:])
+            self.obs = np.empty(shape, episode_obs.dtype)
+            self.next = np.empty(shape, episode_obs.dtype)
+        if episode_obs.shape[1:] != self.obs.shape[1:]:
+            raise DataError(
+                f"{src}: shape {episode_obs.shape[1:]} per row, the first episode's is "
+                f"{self.obs.shape[1:]}"
+            )
+        if self.at + steps > self.total:  # the rewards' lengths were checked: cannot happen
+            raise DataError(f"{src}: more rows than the episodes' rewards announce")
+        if episode_obs.dtype != self.obs.dtype:  # as np.concatenate would: a common dtype
+            common = np.result_type(self.obs.dtype, episode_obs.dtype)
+            self.obs, self.next = self.obs.astype(common), self.next.astype(common)
+        self.obs[self.at : self.at + steps] = episode_obs[:-1]
+        self.next[self.at : self.at + steps] = episode_obs[1:]
+        self.at += steps
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {"observations": self.obs[: self.at], "next_observations": self.next[: self.at]}
 
 
 def write_minari(
