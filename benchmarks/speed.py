@@ -265,6 +265,8 @@ def update_matmuls(name: str, cfg) -> Matmuls | None:
     sac:    CQL without the penalty: actor trained with both Qs differentiated through (the
             α step's forward pass merged into it); the critic: actor on s', 2 target Qs on
             (s', a'), 2 Qs trained on (s, a).
+    sac_n:  sac's count with N critics. (edac has none: its diversity term differentiates
+            the critics' action gradients, a second-order pass; XLA's count is used.)
     td3:    the same count as td3_bc (its BC term is no matmul work).
     ddpg:   td3's count with one critic and an actor step every step (num_critics = 1,
             policy_freq = 1).
@@ -293,13 +295,14 @@ def update_matmuls(name: str, cfg) -> Matmuls | None:
         value = total(mlp(b, o, 1, "train"), total(mlp(b, o, 1), times=2))
         critic = total(mlp(b, q_in, 1, "train"), times=2)
         return total(targets, value, critic, mlp(b, o, a, "train"))
-    if name in ("cql", "sac"):
-        actor = total(mlp(b, o, 2 * a, "train"), total(mlp(b, q_in, 1, "through"), times=2))
+    if name in ("cql", "sac", "sac_n"):
+        n = getattr(cfg, "num_critics", 2)
+        actor = total(mlp(b, o, 2 * a, "train"), total(mlp(b, q_in, 1, "through"), times=n))
         rows = b * (1 + 3 * cfg.num_sampled_actions) if name == "cql" else b
         policies = 2 if name == "cql" else 1  # CQL's actor also samples on s
         critic = total(
             total(mlp(b, o, 2 * a), times=policies),
-            total(mlp(b, q_in, 1), mlp(rows, q_in, 1, "train"), times=2),
+            total(mlp(b, q_in, 1), mlp(rows, q_in, 1, "train"), times=n),
         )
         return total(actor, critic)
     return None

@@ -87,6 +87,8 @@ NAMES = (
     "morel",
     "combo",
     "sac",
+    "sac_n",
+    "edac",
     "td3",
     "ddpg",
     "dqn",
@@ -121,6 +123,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "hidden": (256, 256),
         },
     ),
+    # SAC-N (An et al. 2021) is EDAC without its diversity term: N critics and their minimum.
+    "sac_n": ("edac", {"eta": 0.0}),
 }
 ACTION_KINDS = ("continuous", "discrete")
 
@@ -158,11 +162,10 @@ def task_key(name: str) -> str:
 
 def task_defaults(algo_name: str, dataset_name: str, env_id: str | None) -> dict[str, Any]:
     """The Config fields `algo_name`'s reference sets for this task (TASK_DEFAULTS): the
-    environment family's entry, then the dataset's on top. Presets keep their own paper's
-    settings, so none apply to them."""
-    if algo_name in PRESETS:
-        return {}
-    table = getattr(get_algo(algo_name), "TASK_DEFAULTS", {})
+    environment family's entry, then the dataset's on top. A preset takes its module's
+    TASK_DEFAULTS_<NAME> (its own paper's), and none where the module has no such table."""
+    attr = f"TASK_DEFAULTS_{algo_name.upper()}" if algo_name in PRESETS else "TASK_DEFAULTS"
+    table = getattr(get_algo(algo_name), attr, {})
     keys = ([task_key(env_id)] if env_id else []) + [task_key(dataset_name)]
     found: dict[str, Any] = {}
     for key in keys:

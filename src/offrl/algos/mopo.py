@@ -135,7 +135,7 @@ def check(cfg: Config) -> None:
 
 
 def sac_config(cfg: Config) -> sac.Config:
-    return sac.Config(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(sac.Config)})
+    return sac.config_of(cfg)
 
 
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:

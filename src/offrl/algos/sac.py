@@ -25,6 +25,7 @@ bootstraps from out-of-distribution actions.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import flax.struct
@@ -51,6 +52,13 @@ class Config:
     batch_size: int = 256
     normalize_obs: bool = False  # SAC feeds raw observations
     reward_scaling: str = "none"
+    num_critics: int = 2  # the twin Q; SAC-N and EDAC (offrl.algos.edac) take N
+
+
+def config_of(cfg) -> Config:
+    """SAC's Config from an algorithm's that builds on SAC (MOPO, EDAC): the fields they share."""
+    shared = (f.name for f in dataclasses.fields(Config) if hasattr(cfg, f.name))
+    return Config(**{name: getattr(cfg, name) for name in shared})
 
 
 @flax.struct.dataclass
@@ -75,7 +83,8 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     actor = make_model(
         TanhGaussianPolicy(cfg.hidden, spec.act_dim), k_actor, (obs,), adam(cfg.actor_lr)
     )
-    critic = make_model(QEnsemble(cfg.hidden, num=2), k_critic, (obs, act), adam(cfg.critic_lr))
+    num = getattr(cfg, "num_critics", 2)  # CQL's and COMBO's Configs reuse this: the twin
+    critic = make_model(QEnsemble(cfg.hidden, num=num), k_critic, (obs, act), adam(cfg.critic_lr))
     return State(
         actor=actor,
         critic=critic,
@@ -109,7 +118,7 @@ def critic_loss(params, state: State, batch: Batch, cfg: Config, key: jax.Array,
     next_act, next_logp = tanh_gaussian_sample(key, next_mean, next_log_std)
     next_q = state.critic.apply_fn(state.target_critic, batch.next_obs, next_act).min(axis=0)
     target = jax.lax.stop_gradient(td_target(batch, next_q - alpha * next_logp, cfg.discount))
-    q = state.critic.apply_fn(params, batch.obs, batch.act)  # (2, B)
+    q = state.critic.apply_fn(params, batch.obs, batch.act)  # (N, B)
     loss = jnp.sum(jnp.mean((q - target) ** 2, axis=1))
     return loss, {"critic_loss": loss, "q_mean": q.mean(), "target_mean": target.mean()}
 
@@ -124,11 +133,19 @@ def entropy_step(state, batch: Batch, cfg, key: jax.Array):
 
 
 def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
+    return sac_step(cfg, state, batch, key, critic_loss)
+
+
+def sac_step(cfg, state: State, batch: Batch, key: jax.Array, critic_loss_fn) -> tuple:
+    """SAC's update with `critic_loss_fn` (critic_loss's signature) as the critic's loss:
+    shared with EDAC, whose critic loss adds its diversity term."""
     k_pi, k_critic = jax.random.split(key)
     state, alpha, m_alpha = entropy_step(state, batch, cfg, k_pi)
     actor, m_actor = gradient_step(state.actor, actor_loss, state, batch, cfg, k_pi, alpha)
     state = state.replace(actor=actor)
-    critic, m_critic = gradient_step(state.critic, critic_loss, state, batch, cfg, k_critic, alpha)
+    critic, m_critic = gradient_step(
+        state.critic, critic_loss_fn, state, batch, cfg, k_critic, alpha
+    )
     state = state.replace(
         critic=critic,
         target_critic=polyak(state.target_critic, critic.params, cfg.tau),
