@@ -268,6 +268,8 @@ def update_matmuls(name: str, cfg) -> Matmuls | None:
     sac_n:  sac's count with N critics. (edac has none: its diversity term differentiates
             the critics' action gradients, a second-order pass; XLA's count is used.)
     td3:    the same count as td3_bc (its BC term is no matmul work).
+    rebrac: td3_bc's, with both Qs differentiated through in the actor step (it climbs
+            their minimum; its critics' layer norm is no matmul work).
     ddpg:   td3's count with one critic and an actor step every step (num_critics = 1,
             policy_freq = 1).
     fqe:    td3's critic step without its target actor (π(s') is precomputed): 2 target Qs
@@ -285,10 +287,11 @@ def update_matmuls(name: str, cfg) -> Matmuls | None:
         return total(mlp(b, q_in, 1), mlp(b, q_in, 1, "train"), times=cfg.num_critics)
     if name in ("bc", "filtered_bc", "bail"):  # BC's step (%BC and BAIL select rows first)
         return mlp(b, o, a, "train")
-    if name in ("td3_bc", "td3", "ddpg"):
+    if name in ("td3_bc", "td3", "ddpg", "rebrac"):
         n = getattr(cfg, "num_critics", 2)  # TD3+BC's Config has no field: always twin
         critic = total(mlp(b, o, a), total(mlp(b, q_in, 1), mlp(b, q_in, 1, "train"), times=n))
-        actor = total(mlp(b, o, a, "train"), mlp(b, q_in, 1, "through"))
+        climbed = n if name == "rebrac" else 1  # ReBRAC's actor climbs min_i Q_i, TD3 Q_1
+        actor = total(mlp(b, o, a, "train"), total(mlp(b, q_in, 1, "through"), times=climbed))
         return total(critic, total(actor, times=1 / cfg.policy_freq))
     if name == "iql":
         targets = total(mlp(b, q_in, 1), times=2)

@@ -75,6 +75,7 @@ NAMES = (
     "rcbc",
     "dt",
     "td3_bc",
+    "rebrac",
     "iql",
     "cql",
     "bcq",

@@ -69,9 +69,9 @@ def init(cfg, spec: Spec, key: jax.Array) -> State:
     actor = make_model(
         DeterministicPolicy(cfg.hidden, spec.act_dim), k_actor, (obs,), adam(cfg.actor_lr)
     )
-    critic = make_model(
-        QEnsemble(cfg.hidden, num=cfg.num_critics), k_critic, (obs, act), adam(cfg.critic_lr)
-    )
+    # ReBRAC's Config sets critic_layer_norm; TD3's, TD3+BC's and DDPG's have no such field.
+    q_net = QEnsemble(cfg.hidden, cfg.num_critics, getattr(cfg, "critic_layer_norm", False))
+    critic = make_model(q_net, k_critic, (obs, act), adam(cfg.critic_lr))
     return State(
         actor=actor,
         critic=critic,
@@ -82,11 +82,16 @@ def init(cfg, spec: Spec, key: jax.Array) -> State:
     )
 
 
-def critic_loss(params, state: State, batch: Batch, cfg, key: jax.Array):
+def smoothed_target_action(state: State, batch: Batch, cfg, key: jax.Array) -> jnp.ndarray:
+    """ã = clip(π′(s′) + clip(ε, -c, c), -1, 1), ε ~ N(0, σ²): target policy smoothing."""
     noise = jnp.clip(
         cfg.policy_noise * jax.random.normal(key, batch.act.shape), -cfg.noise_clip, cfg.noise_clip
     )
-    next_act = jnp.clip(state.actor.apply_fn(state.target_actor, batch.next_obs) + noise, -1, 1)
+    return jnp.clip(state.actor.apply_fn(state.target_actor, batch.next_obs) + noise, -1, 1)
+
+
+def critic_loss(params, state: State, batch: Batch, cfg, key: jax.Array):
+    next_act = smoothed_target_action(state, batch, cfg, key)
     next_q = state.critic.apply_fn(state.target_critic, batch.next_obs, next_act).min(axis=0)
     target = td_target(batch, next_q, cfg.discount)
     q = state.critic.apply_fn(params, batch.obs, batch.act)  # (num_critics, B)
@@ -105,11 +110,12 @@ def actor_loss(params, state: State, batch: Batch, cfg):
     return loss, {"actor_loss": loss}
 
 
-ActorLoss = Callable[..., tuple[jnp.ndarray, Metrics]]
+Loss = Callable[..., tuple[jnp.ndarray, Metrics]]
 
 
-def delayed_update(actor_loss_fn: ActorLoss):
-    """TD3's update step around a given actor loss (TD3+BC swaps in its own)."""
+def delayed_update(actor_loss_fn: Loss, critic_loss_fn: Loss = critic_loss):
+    """TD3's update step around given actor and critic losses (TD3+BC swaps in its actor
+    loss, ReBRAC both)."""
 
     def actor_and_targets(cfg, state: State, batch: Batch) -> tuple[State, Metrics]:
         actor, metrics = gradient_step(state.actor, actor_loss_fn, state, batch, cfg)
@@ -121,7 +127,7 @@ def delayed_update(actor_loss_fn: ActorLoss):
         return state, metrics
 
     def update_fn(cfg, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
-        critic, m_critic = gradient_step(state.critic, critic_loss, state, batch, cfg, key)
+        critic, m_critic = gradient_step(state.critic, critic_loss_fn, state, batch, cfg, key)
         state = state.replace(critic=critic, step=state.step + 1)
         actor_shapes = jax.eval_shape(lambda s: actor_and_targets(cfg, s, batch)[1], state)
         # No actor step: its metrics are NaN there and dropped from the chunk's averages.
