@@ -110,8 +110,10 @@ def kinds_of(slug: str) -> tuple[str, ...]:
     if DQN in agents:
         return DISCRETE_KINDS
     kinds = D4RL_KINDS if SAC in agents else ()
-    if DDPG_FINAL in agents and DDPG_CONCURRENT in agents:
-        kinds += BCQ_KINDS
+    if DDPG_FINAL in agents:  # its own run's buffer
+        kinds += ("final-buffer",)
+    if DDPG_CONCURRENT in agents:  # the noise-0.1 run: its buffer and its trained policy
+        kinds += tuple(k for k in BCQ_KINDS if k != "final-buffer")
     return kinds
 
 
