@@ -298,11 +298,12 @@ def update_matmuls(name: str, cfg) -> Matmuls | None:
         value = total(mlp(b, o, 1, "train"), total(mlp(b, o, 1), times=2))
         critic = total(mlp(b, q_in, 1, "train"), times=2)
         return total(targets, value, critic, mlp(b, o, a, "train"))
-    if name in ("cql", "sac", "sac_n"):
+    if name in ("cql", "cal_ql", "sac", "sac_n"):
         n = getattr(cfg, "num_critics", 2)
         actor = total(mlp(b, o, 2 * a, "train"), total(mlp(b, q_in, 1, "through"), times=n))
-        rows = b * (1 + 3 * cfg.num_sampled_actions) if name == "cql" else b
-        policies = 2 if name == "cql" else 1  # CQL's actor also samples on s
+        penalized = name in ("cql", "cal_ql")  # Cal-QL's bound is no matmul work
+        rows = b * (1 + 3 * cfg.num_sampled_actions) if penalized else b
+        policies = 2 if penalized else 1  # CQL's actor also samples on s
         critic = total(
             total(mlp(b, o, 2 * a), times=policies),
             total(mlp(b, q_in, 1), mlp(rows, q_in, 1, "train"), times=n),

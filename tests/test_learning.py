@@ -58,6 +58,8 @@ SLOW_BUDGET["sac_n"] = (2_000, {"hidden": (256, 256)})
 # ReBRAC at 64-64 and its batch of 1024: 84.5 at 4k updates (26.1 at 3k), 48 s on a busy
 # machine; slow-tier to keep CI's time (docs/algos/rebrac.md).
 SLOW_BUDGET["rebrac"] = (4_000, {})
+# Cal-QL at CQL's budget: 13.5, 46.5, 44.9, 31.8 at 1k-4k (99 s on a busy machine).
+SLOW_BUDGET["cal_ql"] = (4_000, {})
 
 
 def final_score(name: str, dataset: str, steps: int, overrides: dict, out) -> float:

@@ -196,6 +196,14 @@ def to_device_transitions(dataset: Dataset, tf: Transforms, extra: dict | None =
     return HostTransitions.of(dataset).to_device(tf, extra)
 
 
+def mc_returns(dataset: Dataset, tf: Transforms, discount: float) -> np.ndarray:
+    """The discounted return-to-go of every transition, Σ_k γ^k r_{t+k} to the end of its
+    episode, from the TRANSFORMED rewards tf.reward(r) the batches carry (so it shares their
+    units). Timeouts end the sum (no bootstrap). AWR's and Cal-QL's Monte-Carlo column."""
+    rewards = np.asarray(tf.reward(jnp.asarray(dataset.rewards, jnp.float32)), np.float64)
+    return dataset.replace(rewards=rewards).returns_to_go(discount)
+
+
 def algorithm_data(algo, cfg, dataset: Dataset, tf: Transforms) -> Transitions | Trajectories:
     """The device data the algorithm's updates sample from: `to_device_transitions` plus the extra
     columns it declares (optional hook `extra_columns(cfg, dataset, tf) -> dict[str,

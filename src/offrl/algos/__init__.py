@@ -78,6 +78,7 @@ NAMES = (
     "rebrac",
     "iql",
     "cql",
+    "cal_ql",
     "bcq",
     "bear",
     "brac",

@@ -86,7 +86,17 @@ import numpy as np
 import optax
 from flax.training.train_state import TrainState
 
-from offrl.core import Batch, Metrics, Spec, adam, exp_weights, gradient_step, make_model, polyak
+from offrl.core import (
+    Batch,
+    Metrics,
+    Spec,
+    adam,
+    exp_weights,
+    gradient_step,
+    make_model,
+    mc_returns,
+    polyak,
+)
 from offrl.data.dataset import Dataset
 from offrl.data.transforms import Transforms
 from offrl.nets import ValueNet
@@ -216,8 +226,7 @@ def extra_columns(cfg: Config, dataset: Dataset, tf: Transforms) -> dict[str, np
     check_config(cfg)
     if cfg.baseline != "mc":
         return {}
-    rewards = np.asarray(tf.reward(jnp.asarray(dataset.rewards, jnp.float32)), np.float64)
-    return {"return": dataset.replace(rewards=rewards).returns_to_go(cfg.discount)}
+    return {"return": mc_returns(dataset, tf, cfg.discount)}
 
 
 def value_scale(cfg: Config) -> float:

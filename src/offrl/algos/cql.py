@@ -198,12 +198,20 @@ def actor_loss(params, state: State, batch: Batch, cfg: Config, key: jax.Array, 
 
 
 def critic_rows(
-    state: State, batch: Batch, cfg: Config, key: jax.Array, alpha, push_up_rows=None
+    state: State,
+    batch: Batch,
+    cfg: Config,
+    key: jax.Array,
+    alpha,
+    push_up_rows=None,
+    lower_bound: jnp.ndarray | None = None,
 ) -> dict:
     """What the critic loss needs per state, none of it differentiated: the state, its data
     action and 3N penalty actions (B, 1 + 3N, |A|), the policy samples' log-densities (B, N)
     each, the TD target (B,), and the push-up's weight (B,): on the first `push_up_rows` rows
-    (COMBO's dataset part of a mixed batch), or on all (None: CQL)."""
+    (COMBO's dataset part of a mixed batch), or on all (None: CQL). With `lower_bound` (B,)
+    (Cal-QL's Monte-Carlo returns), the policy samples' Q-values in the push-down are
+    bounded below by it."""
     (b, act_dim), n = batch.act.shape, cfg.num_sampled_actions
     k_next, k_rand, k_pi, k_next_pi = jax.random.split(key, 4)
     policy = lambda obs: state.actor.apply_fn(state.actor.params, obs)  # noqa: E731
@@ -236,6 +244,8 @@ def critic_rows(
         "target": td_target(batch, next_q, cfg.discount),
         "push_up_weight": jnp.where(jnp.arange(b) < pushed_up, b / pushed_up, 0.0),
     }
+    if lower_bound is not None:
+        rows["lower_bound"] = lower_bound
     return jax.lax.stop_gradient(rows)
 
 
@@ -248,6 +258,11 @@ def critic_loss(params, rows: dict, state: State, cfg: Config):
     q = state.critic.apply_fn(params, obs, rows["acts"])
     q_data, (q_rand, q_pi, q_next_pi) = q[..., 0], jnp.split(q[..., 1:], 3, axis=-1)
     target = rows["target"]
+    bounded = {}
+    if "lower_bound" in rows:  # Cal-QL: Q(s, a_π) >= V^μ(s) in the push-down
+        bound = rows["lower_bound"][:, None]
+        bounded = {"bound_rate": jnp.mean(jnp.stack([q_pi, q_next_pi]) < bound)}
+        q_pi, q_next_pi = jnp.maximum(q_pi, bound), jnp.maximum(q_next_pi, bound)
 
     td = jnp.mean((q_data - target) ** 2, axis=-1)  # (2,)
     gap = cql_penalty(
@@ -277,7 +292,7 @@ def critic_loss(params, rows: dict, state: State, cfg: Config):
         "q_rand": q_rand.mean(),
         "q_pi": q_pi.mean(),
         "target_mean": target.mean(),
-    }
+    } | bounded
 
 
 def alpha_prime_loss(log_alpha_prime, penalty: jnp.ndarray, cfg: Config):
@@ -288,9 +303,15 @@ def alpha_prime_loss(log_alpha_prime, penalty: jnp.ndarray, cfg: Config):
 
 
 def update(
-    cfg: Config, state: State, batch: Batch, key: jax.Array, push_up_rows: int | None = None
+    cfg: Config,
+    state: State,
+    batch: Batch,
+    key: jax.Array,
+    push_up_rows: int | None = None,
+    lower_bound: jnp.ndarray | None = None,
 ) -> tuple[State, Metrics]:
-    """One CQL step; `push_up_rows` as in critic_loss (COMBO passes its dataset rows)."""
+    """One CQL step; `push_up_rows` and `lower_bound` as in critic_rows (COMBO passes its
+    dataset rows, Cal-QL its Monte-Carlo returns)."""
     k_pi, k_critic = jax.random.split(key)
     state, alpha, metrics = sac.entropy_step(state, batch, cfg, k_pi)  # 1. α (when tuned)
     # 2. actor against the current critic
@@ -298,7 +319,7 @@ def update(
     state = state.replace(actor=actor)
     # 3. critics: TD + conservative penalty (weighted by the current α' when Lagrange), in
     # blocks of states
-    rows = critic_rows(state, batch, cfg, k_critic, alpha, push_up_rows)
+    rows = critic_rows(state, batch, cfg, k_critic, alpha, push_up_rows, lower_bound)
     blocks = math.gcd(len(batch.rew), cfg.critic_blocks)
     critic, m_critic = blocked_gradient_step(state.critic, critic_loss, rows, blocks, state, cfg)
     state = state.replace(critic=critic)
