@@ -312,7 +312,7 @@ def update_matmuls(name: str, cfg) -> Matmuls | None:
     return None
 
 
-Q_LEARNERS = ("dqn", "ddqn", "fqi", "qrdqn", "rem", "ensemble_dqn", "cql_discrete")
+Q_LEARNERS = ("dqn", "ddqn", "fqi", "qrdqn", "c51", "rem", "ensemble_dqn", "cql_discrete")
 
 
 def discrete_update_matmuls(name: str, cfg) -> Matmuls | None:
@@ -321,9 +321,9 @@ def discrete_update_matmuls(name: str, cfg) -> Matmuls | None:
     bc_discrete, filtered_bc_discrete: the policy trained on B states.
     dqn, ddqn, fqi, cql_discrete: Q trained on s, the target Q on s', and with `double` the
             online Q on s' too (it picks a'). CQL's log-sum-exp penalty is no matmul work.
-    qrdqn, rem, ensemble_dqn (and cql_discrete's "qr" head): the same, with n·N (n·K)
-            outputs in the last layer. The (B, N, N) quantile Huber terms and REM's mixture
-            are elementwise work and not counted.
+    qrdqn, c51, rem, ensemble_dqn (and cql_discrete's "qr" head): the same, with n·N
+            (n·K) outputs in the last layer. The (B, N, N) quantile Huber terms, C51's
+            (B, K, K) projection and REM's mixture are not counted.
     bcq_discrete, spibb: Q trained on s, the target Q and the online Q on s' (the online
             one picks a' among the allowed), the behaviour net G (π̂_b) on s' and trained
             on s.
@@ -339,10 +339,10 @@ def discrete_update_matmuls(name: str, cfg) -> Matmuls | None:
         forwards = 3 if getattr(cfg, "double", True) else 2  # Q', G, (Q) on s'
         trained = total(mlp(b, o, n, "train"), times=2)  # Q and G
         return total(trained, total(mlp(b, o, n), times=forwards))
-    heads = getattr(cfg, "num_quantiles", getattr(cfg, "num_heads", 1))
+    heads = getattr(cfg, "num_quantiles", getattr(cfg, "num_heads", getattr(cfg, "num_atoms", 1)))
     if name == "cql_discrete" and cfg.head != "qr":
         heads = 1
-    out = n * heads if name in ("qrdqn", "rem", "ensemble_dqn", "cql_discrete") else n
+    out = n * heads if name in ("qrdqn", "c51", "rem", "ensemble_dqn", "cql_discrete") else n
     nexts = 2 if getattr(cfg, "double", False) else 1
     return total(mlp(b, o, out, "train"), total(mlp(b, o, out), times=nexts))
 

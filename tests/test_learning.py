@@ -96,6 +96,7 @@ DISCRETE_BUDGET = {
     "dqn": ("cartpole-random", 10_000, {}),
     "ddqn": ("cartpole-random", 10_000, {}),
     "qrdqn": ("cartpole-random", 7_500, {"num_quantiles": 50}),
+    "c51": ("cartpole-random", 7_500, {}),  # returns 146.8, 211.0 (seeds 0, 1); 15 s
     "rem": ("cartpole-random", 7_500, {}),
     "ensemble_dqn": ("cartpole-random", 7_500, {}),
     "fqi": ("cartpole-random", 14_000, {}),

@@ -199,7 +199,7 @@ def test_overrides_are_typed_and_unknown_keys_listed():
     with pytest.raises(ConfigError, match="'alpha': cannot read 'x' as float"):
         training.make_algo_config("td3_bc", {"alpha": "x"})
     with pytest.raises(ConfigError, match="unknown algorithm"):
-        training.make_algo_config("sac_n", {})
+        training.make_algo_config("no_such_algo", {})
 
 
 def test_override_of_a_field_whose_default_is_none_takes_its_other_type():

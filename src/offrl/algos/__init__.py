@@ -98,6 +98,7 @@ NAMES = (
     "bc_discrete",
     "filtered_bc_discrete",
     "qrdqn",
+    "c51",
     "rem",
     "ensemble_dqn",
     "fqi",
