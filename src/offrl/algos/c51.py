@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from offrl.algos.dqn import State, q_learning_state
+from offrl.algos.dqn import State, q_learning_state, q_learning_step
 from offrl.core import (
     Batch,
     Metrics,
@@ -48,9 +48,7 @@ from offrl.core import (
     action_values,
     check_target_update,
     epsilon_greedy,
-    gradient_step,
     greedy,
-    update_target,
 )
 
 __all__ = ["Config", "State", "act", "categorical_loss", "init", "project", "update"]
@@ -137,10 +135,7 @@ def categorical_loss(
 
 def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
     del key  # the update is deterministic given the batch
-    q, metrics = gradient_step(state.q, categorical_loss, state, batch, cfg)
-    step = state.step + 1
-    target_q = update_target(q.params, state.target_q, step, cfg.target_update_period)
-    return state.replace(q=q, target_q=target_q, step=step), metrics
+    return q_learning_step(cfg, state, batch, categorical_loss)
 
 
 def act(cfg: Config, state: State, obs: jnp.ndarray, key: jax.Array, deterministic: bool = True):

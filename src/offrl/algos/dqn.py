@@ -135,12 +135,19 @@ def q_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray
     return huber_td_loss(q_data, target, cfg.huber_delta)
 
 
-def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
-    del key  # the update is deterministic given the batch
-    q, metrics = gradient_step(state.q, q_loss, state, batch, cfg)
+def q_learning_step(cfg, state: State, batch: Batch, loss_fn, *args) -> tuple[State, Metrics]:
+    """One Adam step on loss_fn(params, state, batch, cfg, *args), the step count, and a hard
+    target copy every `target_update_period` updates: the update of DQN and of the
+    Q-learners on its State (QR-DQN, C51, REM, Ensemble-DQN)."""
+    q, metrics = gradient_step(state.q, loss_fn, state, batch, cfg, *args)
     step = state.step + 1
     target_q = update_target(q.params, state.target_q, step, cfg.target_update_period)
     return state.replace(q=q, target_q=target_q, step=step), metrics
+
+
+def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
+    del key  # the update is deterministic given the batch
+    return q_learning_step(cfg, state, batch, q_loss)
 
 
 def act(cfg: Config, state: State, obs: jnp.ndarray, key: jax.Array, deterministic: bool = True):

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from offrl.algos.dqn import State, q_learning_state
+from offrl.algos.dqn import State, q_learning_state, q_learning_step
 from offrl.core import (
     Batch,
     Metrics,
@@ -45,11 +45,9 @@ from offrl.core import (
     check_huber_delta,
     check_target_update,
     epsilon_greedy,
-    gradient_step,
     greedy,
     huber_td_loss,
     td_target,
-    update_target,
     updates_in_agent_steps,
 )
 
@@ -100,10 +98,7 @@ def q_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray
 
 def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
     del key  # the update is deterministic given the batch
-    q, metrics = gradient_step(state.q, q_loss, state, batch, cfg)
-    step = state.step + 1
-    target_q = update_target(q.params, state.target_q, step, cfg.target_update_period)
-    return state.replace(q=q, target_q=target_q, step=step), metrics
+    return q_learning_step(cfg, state, batch, q_loss)
 
 
 def act(cfg: Config, state: State, obs: jnp.ndarray, key: jax.Array, deterministic: bool = True):

@@ -40,14 +40,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from offrl.algos.dqn import q_learning_step
 from offrl.algos.ensemble_dqn import State, act, init
 from offrl.core import (
     Batch,
     Metrics,
     action_values,
-    gradient_step,
     td_target,
-    update_target,
     updates_in_agent_steps,
 )
 
@@ -108,7 +107,4 @@ def q_loss(
 
 def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
     alpha = random_convex_weights(key, cfg.num_heads)  # one mixture per minibatch
-    q, metrics = gradient_step(state.q, q_loss, state, batch, cfg, alpha)
-    step = state.step + 1
-    target_q = update_target(q.params, state.target_q, step, cfg.target_update_period)
-    return state.replace(q=q, target_q=target_q, step=step), metrics
+    return q_learning_step(cfg, state, batch, q_loss, alpha)
