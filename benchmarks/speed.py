@@ -268,6 +268,8 @@ def update_matmuls(name: str, cfg) -> Matmuls | None:
     sac_n:  sac's count with N critics. (edac has none: its diversity term differentiates
             the critics' action gradients, a second-order pass; XLA's count is used.)
     td3:    the same count as td3_bc (its BC term is no matmul work).
+    d4pg:   target actor and target critic (K outputs) on s_n, the critic trained, the actor
+            trained with the critic differentiated through (K outputs).
     rebrac: td3_bc's, with both Qs differentiated through in the actor step (it climbs
             their minimum; its critics' layer norm is no matmul work).
     ddpg:   td3's count with one critic and an actor step every step (num_critics = 1,
@@ -293,6 +295,11 @@ def update_matmuls(name: str, cfg) -> Matmuls | None:
         climbed = n if name == "rebrac" else 1  # ReBRAC's actor climbs min_i Q_i, TD3 Q_1
         actor = total(mlp(b, o, a, "train"), total(mlp(b, q_in, 1, "through"), times=climbed))
         return total(critic, total(actor, times=1 / cfg.policy_freq))
+    if name == "d4pg":  # one critic of K outputs; both steps from the pre-step networks
+        k = cfg.num_atoms
+        critic = total(mlp(b, o, a), mlp(b, q_in, k), mlp(b, q_in, k, "train"))
+        actor = total(mlp(b, o, a, "train"), mlp(b, q_in, k, "through"))
+        return total(critic, actor)
     if name == "iql":
         targets = total(mlp(b, q_in, 1), times=2)
         value = total(mlp(b, o, 1, "train"), total(mlp(b, o, 1), times=2))

@@ -93,6 +93,7 @@ NAMES = (
     "edac",
     "td3",
     "ddpg",
+    "d4pg",
     "dqn",
     "ddqn",
     "bc_discrete",

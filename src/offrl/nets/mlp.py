@@ -35,6 +35,20 @@ class QNet(nn.Module):
         return MLP(self.hidden, 1, layer_norm=self.layer_norm)(x)[..., 0]
 
 
+class DistributionalQNet(nn.Module):
+    """Logits of a categorical return distribution on `num_atoms` atoms per (s, a): (..., K)
+    (D4PG's critic)."""
+
+    hidden: Sequence[int]
+    num_atoms: int
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jnp.ndarray, act: jnp.ndarray) -> jnp.ndarray:
+        x = jnp.concatenate([obs, act], axis=-1)
+        return MLP(self.hidden, self.num_atoms, layer_norm=self.layer_norm)(x)
+
+
 def independent(module: type[nn.Module], num: int) -> type[nn.Module]:
     """`num` copies of `module` with their own parameters (a leading axis of size num),
     applied to the same inputs in one vmap: their outputs stacked on a new axis 0."""
