@@ -285,3 +285,17 @@ def test_data_cli_make_list_and_errors(tiny_recipes, capsys):
     assert main(["data", "make", "pendulum-random", "pendulum-nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("offrl: error: pendulum-nope") and "\n" not in err
+
+
+def test_publishing_another_agent_keeps_a_kinds_fingerprint(monkeypatch):
+    """A D4RL kind is made from the SAC agent alone: a DDPG agent published beside it must not
+    invalidate its cache (it did: every hopper dataset was regenerated)."""
+    entry = recipes.manifest()["hopper"]
+    sac_only = entry | {"agents": {"sac": entry["agents"]["sac"]}}
+    ddpg = {"name": "ddpg-noise0.5", "replay": {"until": 1, "sha256": "x"}}
+    both = entry | {"agents": {"sac": entry["agents"]["sac"], "ddpg-noise0.5": ddpg}}
+    monkeypatch.setattr(recipes, "manifest", lambda: {"hopper": sac_only})
+    before = recipes.fingerprint("hopper-medium")
+    monkeypatch.setattr(recipes, "manifest", lambda: {"hopper": both})
+    assert recipes.fingerprint("hopper-medium") == before
+    assert recipes.fingerprint("hopper-final-buffer") != before

@@ -219,10 +219,20 @@ def cache_path(name: str) -> Path:
 RECIPE_VERSION = 3
 
 
+# The agent a kind is made from (the others: the env's SAC agent, or its DQN agent).
+KIND_AGENT = {"final-buffer": DDPG_FINAL} | {
+    kind: DDPG_CONCURRENT for kind in BCQ_KINDS if kind != "final-buffer"
+}
+
+
 def fingerprint(name: str) -> str:
-    """What a cached dataset was made from: its environment's manifest entry, kind and size."""
+    """What a cached dataset was made from: its environment's manifest entry with the one
+    agent its kind uses (publishing another agent leaves it valid), kind and size."""
     env, kind = split_name(name)
-    source = {"manifest": manifest()[env.slug], "kind": kind, "transitions": env.transitions}
+    entry = manifest()[env.slug]
+    role = KIND_AGENT.get(kind, DQN if DQN in entry["agents"] else SAC)
+    used = entry | {"agents": {role: entry["agents"][role]}}
+    source = {"manifest": used, "kind": kind, "transitions": env.transitions}
     blob = json.dumps(source | {"version": RECIPE_VERSION}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
