@@ -121,12 +121,18 @@ def target_distribution(state: State, batch: Batch, cfg: Config) -> jnp.ndarray:
     return project(next_probs, shifted, cfg)
 
 
+def cross_entropy(target: jnp.ndarray, logits: jnp.ndarray) -> jnp.ndarray:
+    """E_batch[-Σ_k m_k log p_k]: target m (B, K) held constant, logits (B, K)."""
+    target = jax.lax.stop_gradient(target)
+    return -jnp.mean(jnp.sum(target * jax.nn.log_softmax(logits, axis=-1), axis=-1))
+
+
 def categorical_loss(
     params, state: State, batch: Batch, cfg: Config
 ) -> tuple[jnp.ndarray, Metrics]:
-    target = jax.lax.stop_gradient(target_distribution(state, batch, cfg))
+    target = target_distribution(state, batch, cfg)
     logits = action_values(state.q.apply_fn(params, batch.obs), batch.act)  # (B, K)
-    loss = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(logits, axis=-1), axis=-1))
+    loss = cross_entropy(target, logits)
     return loss, {"categorical_loss": loss, "q_mean": q_values(logits, cfg).mean()}
 
 

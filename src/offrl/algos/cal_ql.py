@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from offrl.algos import cql
@@ -53,5 +52,4 @@ def extra_columns(cfg: Config, dataset: Dataset, tf: Transforms) -> dict[str, np
 
 
 def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
-    bound = batch.extra["mc_return"].astype(jnp.float32)
-    return cql.update(cfg, state, batch, key, lower_bound=bound)
+    return cql.update(cfg, state, batch, key, lower_bound=batch.extra["mc_return"])

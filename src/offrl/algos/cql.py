@@ -133,7 +133,7 @@ class State:
 
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     """SAC's networks and temperature, plus the Lagrange multiplier α'."""
-    sac_state = sac.init(cfg, spec, key)
+    sac_state = sac.init(sac.config_of(cfg), spec, key)
     return State(
         actor=sac_state.actor,
         critic=sac_state.critic,

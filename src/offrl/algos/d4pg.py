@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl.algos.c51 import atoms, project
+from offrl.algos.c51 import atoms, cross_entropy, project, q_values
 from offrl.algos.td3 import State, actor_critic_state
 from offrl.core import Batch, Metrics, Spec, gradient_step, update_target
 from offrl.data.dataset import Dataset
@@ -92,28 +92,22 @@ def extra_columns(cfg: Config, dataset: Dataset, tf: Transforms) -> dict[str, np
 # --------------------------------------------------------------------------- losses
 
 
-def q_mean(state: State, params, obs: jnp.ndarray, act: jnp.ndarray, cfg: Config) -> jnp.ndarray:
-    """Q(s, a) = Σ_k z_k p_k(s, a): (B,)."""
-    return jax.nn.softmax(state.critic.apply_fn(params, obs, act), axis=-1) @ atoms(cfg)
-
-
 def critic_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray, Metrics]:
     nxt = batch.extra["nstep_obs"]
     next_act = state.actor.apply_fn(state.target_actor, nxt)
     next_probs = jax.nn.softmax(state.critic.apply_fn(state.target_critic, nxt, next_act), axis=-1)
     ret, discount = batch.extra["nstep_return"], batch.extra["nstep_discount"]
     shifted = ret[:, None] + discount[:, None] * atoms(cfg)
-    target = jax.lax.stop_gradient(project(next_probs, shifted, cfg))
     logits = state.critic.apply_fn(params, batch.obs, batch.act)
-    loss = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(logits, axis=-1), axis=-1))
-    q = jax.nn.softmax(logits, axis=-1) @ atoms(cfg)
-    return loss, {"critic_loss": loss, "q_mean": q.mean()}
+    loss = cross_entropy(project(next_probs, shifted, cfg), logits)
+    return loss, {"critic_loss": loss, "q_mean": q_values(logits, cfg).mean()}
 
 
 def actor_loss(params, state: State, batch: Batch, cfg: Config) -> tuple[jnp.ndarray, Metrics]:
     pi = state.actor.apply_fn(params, batch.obs)
     # Each row's Q depends on its own action only: the gradient of the sum is per row.
-    dq_da = jax.grad(lambda a: q_mean(state, state.critic.params, batch.obs, a, cfg).sum())(pi)
+    logits = lambda a: state.critic.apply_fn(state.critic.params, batch.obs, a)  # noqa: E731
+    dq_da = jax.grad(lambda a: q_values(logits(a), cfg).sum())(pi)
     if cfg.dqda_clip > 0:
         dq_da = jnp.clip(dq_da, -cfg.dqda_clip, cfg.dqda_clip)
     target = jax.lax.stop_gradient(pi + dq_da)

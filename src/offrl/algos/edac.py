@@ -93,10 +93,6 @@ def check(cfg: Config) -> None:
         raise ValueError(f"num_critics must be >= 2 and eta >= 0, got {cfg.num_critics}, {cfg.eta}")
 
 
-def sac_config(cfg: Config) -> sac.Config:
-    return sac.config_of(cfg)
-
-
 def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     check(cfg)
     if cfg.eta > 0 and spec.act_dim < 2:
@@ -106,7 +102,7 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
             "eta > 0 needs at least 2 action dimensions (with one, the unit action gradients "
             "are ±1 and the diversity term has no useful gradient); use sac_n (eta = 0)"
         )
-    return sac.init(sac_config(cfg), spec, key)
+    return sac.init(sac.config_of(cfg), spec, key)
 
 
 # --------------------------------------------------------------------------- losses
@@ -144,4 +140,4 @@ def update(cfg: Config, state: State, batch: Batch, key: jax.Array) -> tuple[Sta
 
 
 def act(cfg: Config, state: State, obs: jnp.ndarray, key: jax.Array, deterministic: bool = True):
-    return sac.act(sac_config(cfg), state, obs, key, deterministic)
+    return sac.act(sac.config_of(cfg), state, obs, key, deterministic)

@@ -36,10 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl.algos.td3 import State, delayed_update, init, smoothed_target_action
-from offrl.core import Batch, td_target
+from offrl.algos.td3 import State, actor_critic_state, delayed_update, smoothed_target_action
+from offrl.core import Batch, Spec, td_target
 from offrl.data.dataset import Dataset
 from offrl.data.transforms import Transforms
+from offrl.nets import QEnsemble
 
 __all__ = ["Config", "State", "act", "actor_loss", "critic_loss", "init", "update"]
 
@@ -79,6 +80,12 @@ TASK_DEFAULTS = {
         "walker2d-medium-expert": (0.01, 0.01),
     }.items()
 }
+
+
+def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
+    """TD3's state, the critics layer-normed when cfg.critic_layer_norm."""
+    critics = QEnsemble(cfg.hidden, cfg.num_critics, cfg.critic_layer_norm)
+    return actor_critic_state(cfg, spec, key, critics)
 
 
 def extra_columns(cfg: Config, dataset: Dataset, tf: Transforms) -> dict[str, np.ndarray]:

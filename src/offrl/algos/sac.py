@@ -56,7 +56,8 @@ class Config:
 
 
 def config_of(cfg) -> Config:
-    """SAC's Config from an algorithm's that builds on SAC (MOPO, EDAC): the fields they share."""
+    """SAC's Config from an algorithm's that builds on SAC (MOPO, EDAC, CQL): the fields
+    they share."""
     shared = (f.name for f in dataclasses.fields(Config) if hasattr(cfg, f.name))
     return Config(**{name: getattr(cfg, name) for name in shared})
 
@@ -83,8 +84,9 @@ def init(cfg: Config, spec: Spec, key: jax.Array) -> State:
     actor = make_model(
         TanhGaussianPolicy(cfg.hidden, spec.act_dim), k_actor, (obs,), adam(cfg.actor_lr)
     )
-    num = getattr(cfg, "num_critics", 2)  # CQL's and COMBO's Configs reuse this: the twin
-    critic = make_model(QEnsemble(cfg.hidden, num=num), k_critic, (obs, act), adam(cfg.critic_lr))
+    critic = make_model(
+        QEnsemble(cfg.hidden, num=cfg.num_critics), k_critic, (obs, act), adam(cfg.critic_lr)
+    )
     return State(
         actor=actor,
         critic=critic,

@@ -64,14 +64,12 @@ class State:
 
 
 def init(cfg, spec: Spec, key: jax.Array) -> State:
-    # ReBRAC's Config sets critic_layer_norm; TD3's, TD3+BC's and DDPG's have no such field.
-    q_net = QEnsemble(cfg.hidden, cfg.num_critics, getattr(cfg, "critic_layer_norm", False))
-    return actor_critic_state(cfg, spec, key, q_net)
+    return actor_critic_state(cfg, spec, key, QEnsemble(cfg.hidden, num=cfg.num_critics))
 
 
 def actor_critic_state(cfg, spec: Spec, key: jax.Array, critic_net) -> State:
     """A tanh actor of cfg.hidden and `critic_net`, each with Adam (cfg.actor_lr,
-    cfg.critic_lr), targets equal to them, step 0: TD3's start, and D4PG's."""
+    cfg.critic_lr), targets equal to them, step 0: TD3's start, ReBRAC's and D4PG's."""
     k_actor, k_critic = jax.random.split(key)
     obs, act = jnp.zeros((1, spec.obs_dim)), jnp.zeros((1, spec.act_dim))
     actor = make_model(
